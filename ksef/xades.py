@@ -152,7 +152,7 @@ _VAT_UE = (r"((AT)(U\d{8})|(BE)([01]\d{9})|(BG)(\d{9,10})|(CY)(\d{8}[A-Z])|(CZ)(
            r"|(PT)(\d{9})|(RO)(\d{2,10})|(SE)(\d{12})|(SI)(\d{8})|(SK)(\d{10})|(XI)((\d{9}|(\d{12}))|(GD|HA)(\d{3})))")
 # Same patterns as the auth XSD (the XSD's NipVatUe/PeppolId patterns carry stray ^/$ that XSD engines
 # read as literal characters; KSeF reads them as anchors, which is what is implemented here).
-_CONTEXT_PATTERNS = {
+CONTEXT_PATTERNS = {
     "Nip": re.compile(_NIP),
     "InternalId": re.compile(_NIP + r"-\d{5}"),
     "NipVatUe": re.compile(_NIP + "-" + _VAT_UE),
@@ -210,7 +210,7 @@ def build_auth_token_request(challenge, context_type, context_value,  # noqa: PL
                                % (context_type, ", ".join(CONTEXT_TYPES)), code="auth_request_context_type",
                                params={"field": "context_type", "value": context_type})
     value = str(context_value or "").strip()
-    if not _CONTEXT_PATTERNS[context_type].fullmatch(value):
+    if not CONTEXT_PATTERNS[context_type].fullmatch(value):
         raise AuthRequestError("invalid %s context identifier %r" % (context_type, value),
                                code="auth_request_context_value",
                                params={"field": "context_value", "context_type": context_type, "value": value})
