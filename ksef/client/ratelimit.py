@@ -221,8 +221,10 @@ class RateLimiter:
                 self._events.clear()
                 self._blocked_until.clear()
             for key, stamps in (state.get("events") or {}).items():
-                merged = sorted(set(self._events.get(key, ())) | {float(t) for t in stamps})
-                self._events[key] = collections.deque(merged)
+                # multiset union: importing the same state twice does not double-count
+                mine = collections.Counter(round(t, 3) for t in self._events.get(key, ()))
+                merged = mine | collections.Counter(round(float(t), 3) for t in stamps)
+                self._events[key] = collections.deque(sorted(merged.elements()))
             for key, until in (state.get("blockedUntil") or {}).items():
                 self._blocked_until[key] = max(self._blocked_until.get(key, 0.0), float(until))
 
