@@ -495,7 +495,7 @@ class KsefClient:
                 _logger.info("cannot query personal permissions (%s)", exc.code)
         if not found and tokens is not None:
             claims = jwt_claims(tokens.access_token)
-            for key in ("per", "permissions", "roles", "prm"):
+            for key in ("perms", "permissions", "per", "roles"):
                 value = claims.get(key)
                 if isinstance(value, str):
                     value = [value]
