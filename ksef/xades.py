@@ -305,10 +305,110 @@ def _fail(code, message, **params):
 
 
 def _c14n(node, exclusive, with_comments, prefixes=None):
-    kwargs = {"method": "c14n", "exclusive": exclusive, "with_comments": with_comments}
-    if exclusive and prefixes:
-        kwargs["inclusive_ns_prefixes"] = list(prefixes)
-    return etree.tostring(node, **kwargs)
+    """Canonical octets of a whole document (``_ElementTree``: libxml2) or of an element subtree.
+
+    Subtrees use :func:`c14n_subtree`: lxml canonicalises an element through a temporary "fake root"
+    document, which renders wrong namespace declarations (spurious ``xmlns=""``) when a default
+    namespace is redeclared below the root — exactly the layout of .NET-made (MF C# client) signatures.
+    """
+    if isinstance(node, etree._ElementTree):
+        kwargs = {"method": "c14n", "exclusive": exclusive, "with_comments": with_comments}
+        if exclusive and prefixes:
+            kwargs["inclusive_ns_prefixes"] = list(prefixes)
+        return etree.tostring(node, **kwargs)
+    return c14n_subtree(node, exclusive=exclusive, with_comments=with_comments, prefixes=prefixes)
+
+
+XML_NS = "http://www.w3.org/XML/1998/namespace"
+_TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#xD;"})
+_ATTR_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", '"': "&quot;", "\t": "&#x9;", "\n": "&#xA;",
+                               "\r": "&#xD;"})
+
+
+def c14n_subtree(element, *, exclusive=False, with_comments=False, prefixes=None):
+    """Canonical XML 1.0 (inclusive) or Exclusive XML Canonicalization 1.0 of ``element`` and its
+    descendants, as a document subset (XML-DSig same-document reference). ``prefixes``: the exclusive
+    InclusiveNamespaces PrefixList (``#default`` = the default namespace). Returns UTF-8 bytes."""
+    out = []
+    inclusive_prefixes = {None if p == "#default" else p for p in (prefixes or ())} if exclusive else set()
+    extra = {}
+    if not exclusive:  # C14N 1.0: xml:* attributes are inherited by the apex of a subset
+        for ancestor in element.iterancestors():
+            for name, value in ancestor.attrib.items():
+                if name.startswith("{%s}" % XML_NS) and name not in element.attrib:
+                    extra.setdefault(name, value)
+    _c14n_element(element, out, {}, None, (exclusive, with_comments, inclusive_prefixes), extra=extra)
+    return "".join(out).encode("utf-8")
+
+
+def _attr_qname(name, nsmap):
+    if not name.startswith("{"):
+        return name
+    uri, local = name[1:].split("}", 1)
+    if uri == XML_NS:
+        return "xml:" + local
+    candidates = sorted(p for p, u in nsmap.items() if p is not None and u == uri)
+    if not candidates:
+        raise SignatureError("attribute namespace without prefix", code="bad_document",
+                             params={"reason": "attribute_namespace"})
+    return "%s:%s" % (candidates[0], local)
+
+
+def _c14n_element(el, out, rendered, parent_scope, opts, *, extra=None):
+    """``rendered``: prefix -> URI of the declarations in effect in the output (exclusive mode);
+    ``parent_scope``: the in-scope namespaces of the output parent (inclusive mode), ``None`` at the apex;
+    ``opts``: ``(exclusive, with_comments, inclusive_prefixes)``; ``extra``: inherited xml:* attributes."""
+    exclusive, with_comments, inclusive_prefixes = opts
+    scope = {p: u for p, u in el.nsmap.items()}
+    scope.setdefault(None, "")
+    qname = "%s:%s" % (el.prefix, etree.QName(el).localname) if el.prefix else etree.QName(el).localname
+    attrs = dict(el.attrib)
+    if extra:
+        attrs.update(extra)
+    decls = {}
+    if exclusive:
+        used = {el.prefix}
+        used.update(_attr_qname(n, scope).split(":", 1)[0] for n in attrs if n.startswith("{")
+                    and not n.startswith("{%s}" % XML_NS))
+        used.update(p for p in inclusive_prefixes if p in scope)
+        for prefix in used:
+            uri = scope.get(prefix, "")
+            if rendered.get(prefix, "") != uri:
+                decls[prefix] = uri
+        if decls:
+            rendered = {**rendered, **decls}
+    else:
+        parent = parent_scope or {}
+        for prefix, uri in scope.items():
+            # xmlns="" only undoes a non-empty default of the output parent
+            if parent.get(prefix, "" if prefix is None else None) != uri:
+                decls[prefix] = uri
+    out.append("<" + qname)
+    for prefix in sorted(decls, key=lambda p: p or ""):
+        out.append(' %s="%s"' % ("xmlns:" + prefix if prefix else "xmlns", decls[prefix].translate(_ATTR_ESCAPES)))
+    keyed = []
+    for name, value in attrs.items():
+        uri, local = (name[1:].split("}", 1) if name.startswith("{") else ("", name))
+        keyed.append(((uri, local), _attr_qname(name, scope), value))
+    for _key, name, value in sorted(keyed):
+        out.append(' %s="%s"' % (name, value.translate(_ATTR_ESCAPES)))
+    out.append(">")
+    if el.text:
+        out.append(el.text.translate(_TEXT_ESCAPES))
+    for child in el:
+        if child.tag is etree.Comment:
+            if with_comments:
+                out.append("<!--%s-->" % (child.text or ""))
+        elif child.tag is etree.PI:
+            out.append("<?%s%s?>" % (child.target, " " + child.text if child.text else ""))
+        elif isinstance(child.tag, str):
+            _c14n_element(child, out, rendered, scope, opts)
+        else:
+            raise SignatureError("unsupported node in signed data", code="bad_document",
+                                 params={"reason": "entity_reference"})
+        if child.tail:
+            out.append(child.tail.translate(_TEXT_ESCAPES))
+    out.append("</%s>" % qname)
 
 
 def _detach(element):

@@ -198,3 +198,39 @@ def test_verify_rejects_xmlsec_signature_with_wrong_cert_digest(tmp_path, rsa_se
     with pytest.raises(SignatureError) as excinfo:
         xades.verify(signed)
     assert excinfo.value.params["reason"] == "certificate_digest_mismatch"
+
+
+def test_verify_accepts_default_namespace_layout(tmp_path, rsa_seal):
+    """The layout .NET's SignedXml produces (MF's C# client): unprefixed ``Signature`` redeclaring the
+    default namespace, inclusive C14N for SignedInfo, exclusive C14N for the references."""
+    cert = rsa_seal.cert
+    digest = base64.b64encode(hashlib.sha256(crypto.certificate_der(cert)).digest()).decode()
+
+    def ref(uri, typ=""):
+        return ('<Reference URI="%s"%s><Transforms>%s<Transform Algorithm="%s"/></Transforms>'
+                '<DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><DigestValue/></Reference>'
+                % (uri, typ, '<Transform Algorithm="%s"/>' % xades.TRANSFORM_ENVELOPED if not uri else "", EXC))
+
+    template = (
+        '<?xml version="1.0" encoding="utf-8"?>\n<AuthTokenRequest xmlns="%(ns)s">\n'
+        '  <Challenge>%(ch)s</Challenge>\n  <ContextIdentifier>\n    <Nip>%(nip)s</Nip>\n  </ContextIdentifier>\n'
+        '  <SubjectIdentifierType>certificateSubject</SubjectIdentifierType>\n'
+        '<Signature Id="Signature" xmlns="%(ds)s"><SignedInfo>'
+        '<CanonicalizationMethod Algorithm="%(c14n)s"/><SignatureMethod Algorithm="%(rsa)s"/>%(r1)s%(r2)s'
+        '</SignedInfo><SignatureValue/><KeyInfo><X509Data/></KeyInfo><Object>'
+        '<xades:QualifyingProperties Target="#Signature" xmlns:xades="%(x)s" xmlns="%(ds)s">'
+        '<xades:SignedProperties Id="SignedProperties"><xades:SignedSignatureProperties>'
+        '<xades:SigningTime>2026-02-01T09:00:00.0000000+00:00</xades:SigningTime><xades:SigningCertificate>'
+        '<xades:Cert><xades:CertDigest><DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256" />'
+        '<DigestValue>%(d)s</DigestValue></xades:CertDigest><xades:IssuerSerial><X509IssuerName>CN=x</X509IssuerName>'
+        '<X509SerialNumber>%(serial)d</X509SerialNumber></xades:IssuerSerial></xades:Cert></xades:SigningCertificate>'
+        '</xades:SignedSignatureProperties></xades:SignedProperties></xades:QualifyingProperties></Object>'
+        '</Signature></AuthTokenRequest>'
+    ) % {"ns": NS21, "ch": CHALLENGE, "nip": SEAL_NIP, "ds": DS, "c14n": C14N, "rsa": xades.RSA_SHA256,
+         "r1": ref(""), "r2": ref("#SignedProperties", ' Type="%s"' % xades.SIGNED_PROPERTIES_TYPE),
+         "x": xades.XADES_NS, "d": digest, "serial": cert.serial_number}
+    signed = _xmlsec_sign(tmp_path, rsa_seal, template)
+    result = xades.verify(signed)
+    assert result.certificate == cert
+    assert result.canonicalization_method == C14N
+    assert result.root.findtext("{%s}Challenge" % NS21) == CHALLENGE
