@@ -565,7 +565,7 @@ def sign(xml_bytes, private_key, certificate, *, digest="sha256", signature_algo
     etree.SubElement(issuer_serial, _ds("X509SerialNumber")).text = str(certificate.serial_number)
 
     # Digests: the document without the signature (= enveloped transform), then the SignedProperties.
-    doc_copy = _parse(etree.tostring(tree))
+    doc_copy = _parse(etree.tostring(tree, encoding="UTF-8"))
     _detach(doc_copy.getroot()[-1])
     doc_digest.text = _b64(_hash(hash_cls, _c14n(doc_copy, True, False)))
     props_digest.text = _b64(_hash(hash_cls, _c14n(props, True, False)))

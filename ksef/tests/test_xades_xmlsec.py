@@ -234,3 +234,13 @@ def test_verify_accepts_default_namespace_layout(tmp_path, rsa_seal):
     assert result.certificate == cert
     assert result.canonicalization_method == C14N
     assert result.root.findtext("{%s}Challenge" % NS21) == CHALLENGE
+
+
+def test_xmlsec_verifies_signed_unicode_document_with_comments_and_pis(tmp_path, ec_seal):
+    doc = ('<?xml version="1.0" encoding="UTF-8"?>\n<!-- Zażółć -->\n<a xmlns="urn:x" xmlns:u="urn:unused">'
+           '<!-- gęślą --><b attr="&quot;ż&#9;">jaźń &amp; &lt;</b><?pi zż?>\n</a>\n<!-- koniec -->').encode()
+    signed = xades.sign(doc, ec_seal.key, ec_seal.cert)
+    assert _xmlsec_verify(tmp_path, ec_seal, signed).returncode == 0
+    result = xades.verify(signed)
+    assert result.root.findtext("{urn:x}b") == "jaźń & <"
+    assert b"<!--" not in result.signed_bytes
