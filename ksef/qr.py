@@ -371,8 +371,12 @@ def _label_image(label, width, box_size):
     ImageDraw.Draw(small).text((1 - left, 1 - top), label, font=font, fill=0)
     ink = small.point(lambda v: 255 if v < 128 else 0).getbbox()
     glyph_height = (ink[3] - ink[1]) if ink else small.height
-    factor = max(1, min(round(0.75 * width / 20 / glyph_height), (width - 2 * margin) // small.width))
-    big = small.resize((small.width * factor, small.height * factor), Image.NEAREST)
+    room = width - 2 * margin
+    if small.width > room:  # too long even unscaled: shrink to fit (smoothly, to stay legible)
+        big = small.resize((room, max(1, round(small.height * room / small.width))), Image.LANCZOS)
+    else:
+        factor = max(1, min(round(0.75 * width / 20 / glyph_height), room // small.width))
+        big = small.resize((small.width * factor, small.height * factor), Image.NEAREST)
     strip = Image.new("L", (width, big.height + 2 * margin), 255)
     strip.paste(big, ((width - big.width) // 2, margin))
     return strip
