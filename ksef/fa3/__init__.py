@@ -40,6 +40,7 @@ cannot carry); its rate codes ``0`` and ``np`` are kept as they are (bucket 6_1 
 :mod:`ksef.fa3.rates`). :func:`build` always writes FA(3).
 """
 from .codec import XsdDateTime, build, build_tree, format_datetime, format_decimal, parse, parse_datetime
+from .examples import example_invoice
 from .jsonio import from_dict, from_json, to_dict, to_json
 from .model import (
     MODEL_CLASSES,
@@ -206,6 +207,7 @@ __all__ = [
     "build_tree",
     "business_rules",
     "compute_summary",
+    "example_invoice",
     "format_datetime",
     "format_decimal",
     "from_dict",

@@ -28,6 +28,13 @@ m.Zwolnienie._exclusive_ = {"p_19n": "p_19"}
 m.NoweSrodkiTransportu._exclusive_ = {"p_22n": "p_22"}
 m.PMarzy._exclusive_ = {"p_pmarzy_n": "p_pmarzy"}
 
+#: names of FA(3) elements that may repeat: they always get ``[n]`` in issue paths
+REPEATABLE = frozenset(spec.xml for cls in m.MODEL_CLASSES for spec in cls._xml_fields_ if spec.many)
+
+
+def _path(node):
+    return element_path(node, REPEATABLE)
+
 
 # ------------------------------------------------------------------------------------------------
 # value formatting
@@ -228,7 +235,7 @@ def _emit(parent, obj, sub_element=etree.SubElement):
 
 def _build_error(parent, tag, value, kind, exc):
     local = tag.split("}")[-1]
-    path = "%s/%s" % (element_path(parent), local)
+    path = "%s/%s" % (_path(parent), local)
     from ..errors import InvoiceValidationError, ValidationIssue
 
     word = _KIND_WORDS.get(kind, kind)
@@ -325,8 +332,8 @@ def _read(element, cls, ns):
             entry = elements[tag]
         except KeyError:
             raise XmlParseError(
-                "Unexpected element %s (not part of the %s structure)" % (element_path(child), cls.__name__),
-                params={"reason": "unexpected_element", "path": element_path(child)}) from None
+                "Unexpected element %s (not part of the %s structure)" % (_path(child), cls.__name__),
+                params={"reason": "unexpected_element", "path": _path(child)}) from None
         if entry is None:
             continue
         attr, many, sub, conv, kind = entry
@@ -347,7 +354,7 @@ def _convert(conv, text, element, *, xml_name=None, is_attr=False, kind=None):
     try:
         return conv(text)
     except (ValueError, TypeError, ArithmeticError):
-        path = element_path(element) + ("/@%s" % xml_name if is_attr else "")
+        path = _path(element) + ("/@%s" % xml_name if is_attr else "")
         word = _KIND_WORDS.get(kind, "value")
         raise XmlParseError("Element %s: %r is not a valid %s" % (path, text, word),
                             params={"reason": "bad_value", "path": path, "value": text, "kind": kind}) from None

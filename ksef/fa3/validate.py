@@ -15,7 +15,7 @@ Codes of the business rules:
 ``vat_pln_not_allowed``, ``exchange_rate_on_pln`` (w), ``correction_reference_missing``,
 ``correction_data_not_allowed``, ``before_row_not_allowed``, ``exemption_missing``, ``exemption_unused`` (w),
 ``margin_missing``, ``margin_unused`` (w), ``reverse_charge_annotation`` (w), ``split_payment`` (w),
-``self_billing_buyer`` (w), ``jst_recipient_missing``, ``gv_recipient_missing``, ``share_without_role`` (w),
+``self_billing_buyer`` (w), ``jst_recipient_missing`` (w), ``gv_recipient_missing`` (w), ``share_without_role`` (w),
 ``intra_eu_buyer`` (w), ``lines_missing``, ``order_missing``, ``advance_invoice_missing``,
 ``order_total_mismatch`` (w), ``settlement_sum_mismatch``, ``settlement_total_mismatch`` (w),
 ``fa2_only_data``, plus ``xsd`` / ``xml_malformed`` / ``unknown_form`` from :mod:`ksef.schemas` and
@@ -218,7 +218,7 @@ def _nip_issue(path, nip):
 
 
 def _nip_ok(nip):
-    return not re.fullmatch(r"\d{10}", nip or "") or numbers.is_valid_nip(nip)
+    return not re.fullmatch(r"[0-9]{10}", nip or "") or numbers.is_valid_nip(nip)
 
 
 def _check_nips(invoice, issues):
@@ -365,10 +365,12 @@ def _line_gross_total(fa, margin):
 
 def _check_totals(fa, kind, issues):
     present = rates.bucket_values(fa)
-    margin = bool(fa.adnotacje and fa.adnotacje.pmarzy and fa.adnotacje.pmarzy.p_pmarzy)
+    # lines without a rate belong to P_13_11 when the invoice says "margin" (PMarzy or a P_13_11 amount;
+    # a missing PMarzy annotation is reported separately)
+    margin = bool(fa.adnotacje and fa.adnotacje.pmarzy and fa.adnotacje.pmarzy.p_pmarzy) or fa.p_13_11 is not None
     line_based = kind in ("VAT", "KOR", "UPR") and any(
         line.p_11 is not None or line.p_11a is not None for line in fa.fa_wiersz)
-    summary = rates.compute_summary(fa) if line_based else None
+    summary = rates.compute_summary(fa, margin=margin) if line_based else None
     # P_15 = sum of the buckets
     if present and fa.p_15 is not None:
         bucket_sum = sum((Decimal(net or 0) + Decimal(vat or 0)) for net, vat, _pln in present.values())
@@ -566,12 +568,16 @@ def _check_parties(invoice, fa, issues):
     if buyer is not None:
         if buyer.jst == 1 and 8 not in roles:
             issues.append(_issue("Faktura/Podmiot2/JST", "jst_recipient_missing",
-                                 "JST=1: the local-government subunit must be listed in Podmiot3 with Rola=8",
-                                 "JST=1: jednostkę podrzędną JST należy podać w Podmiot3 z Rola=8", value="1"))
+                                 "JST=1: list the local-government subunit in Podmiot3 with Rola=8, otherwise KSeF "
+                                 "does not make the invoice available to it",
+                                 "JST=1: podaj jednostkę podrzędną JST w Podmiot3 z Rola=8, inaczej KSeF nie "
+                                 "udostępni jej faktury", value="1", severity="warning"))
         if buyer.gv == 1 and 10 not in roles:
             issues.append(_issue("Faktura/Podmiot2/GV", "gv_recipient_missing",
-                                 "GV=1: the VAT-group member must be listed in Podmiot3 with Rola=10",
-                                 "GV=1: członka grupy VAT należy podać w Podmiot3 z Rola=10", value="1"))
+                                 "GV=1: list the VAT-group member in Podmiot3 with Rola=10, otherwise KSeF does not "
+                                 "make the invoice available to it",
+                                 "GV=1: podaj członka grupy VAT w Podmiot3 z Rola=10, inaczej KSeF nie udostępni "
+                                 "mu faktury", value="1", severity="warning"))
     for i, party in enumerate(invoice.podmiot3):
         if party.udzial is not None and party.rola != 4:
             issues.append(_issue("Faktura/%s/Udzial" % _idx("Podmiot3", i), "share_without_role",
