@@ -138,3 +138,22 @@ ksef_stop_helpers() {
         [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
     done
 }
+
+# Third-party tools the core suite cross-checks against (xmlsec1 verifies our XAdES, zbarimg
+# decodes our QR codes, rsvg-convert renders the SVG ones). Installed when possible, otherwise
+# those tests skip with a reason.
+ksef_system_tools() {
+    local missing=()
+    command -v xmlsec1 >/dev/null || missing+=(xmlsec1)
+    command -v zbarimg >/dev/null || missing+=(zbar-tools)
+    command -v rsvg-convert >/dev/null || missing+=(librsvg2-bin)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        step "installing cross-check tools: ${missing[*]}"
+        (apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 ||
+            { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "${missing[@]}" >/dev/null 2>&1; }) ||
+            echo "could not install ${missing[*]}: the cross-check tests will be skipped"
+    else
+        echo "missing ${missing[*]}: the cross-check tests will be skipped"
+    fi
+}
