@@ -466,7 +466,7 @@ def validate_xsd(xml, form=None, schema_dir=None, cache_dir=None):
     try:
         root = parse_xml(xml)
     except XmlParseError as exc:
-        return [_malformed_issue(exc)]
+        return [issue_from_parse_error(exc)]
     namespace = etree.QName(root).namespace or ""
     detected = NAMESPACE_FORMS.get(namespace)
     if form and form in FORM_NAMESPACES and detected != form and not (form == "AUTH" and namespace == AUTH20_NS):
@@ -495,7 +495,8 @@ def validate_xsd(xml, form=None, schema_dir=None, cache_dir=None):
     return _issues_from_log(entries, root, compiled)
 
 
-def _malformed_issue(exc):
+def issue_from_parse_error(exc):
+    """The :class:`ValidationIssue` (code ``xml_malformed``) for an :class:`XmlParseError`."""
     params = dict(exc.params)
     return ValidationIssue(
         path="", code="xml_malformed", value=None,

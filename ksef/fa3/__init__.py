@@ -23,6 +23,7 @@ Build an invoice in code::
     fa3.apply_summary(invoice)          # P_13_1=100.00, P_14_1=23.00, P_15=123.00
     fa3.validate_or_raise(invoice)      # XSD + business rules; raises InvoiceValidationError
     xml = fa3.build(invoice)            # bytes to send (hash exactly these)
+    xml, issues = fa3.build_and_validate(invoice)   # both at once (one build)
 
 Defaults: ``Fa.kod_waluty='PLN'``, ``Fa.rodzaj_faktury='VAT'``, ``Fa.adnotacje`` = the minimal annotations
 (P_16=2, P_17=2, P_18=2, P_18A=2, P_19N=1, P_22N=1, P_23=2, P_PMarzyN=1), ``Podmiot2.jst=gv=2``,
@@ -39,7 +40,17 @@ no ``LinkDoPlatnosci``/``IPKSeF``; its ``TerminOpis`` is free text (kept in ``Te
 cannot carry); its rate codes ``0`` and ``np`` are kept as they are (bucket 6_1 / 8 in
 :mod:`ksef.fa3.rates`). :func:`build` always writes FA(3).
 """
-from .codec import XsdDateTime, build, build_tree, format_datetime, format_decimal, parse, parse_datetime
+from .codec import (
+    REPEATABLE,
+    XsdDateTime,
+    build,
+    build_tree,
+    format_datetime,
+    format_decimal,
+    parse,
+    parse_datetime,
+    serialize,
+)
 from .examples import example_invoice
 from .jsonio import from_dict, from_json, to_dict, to_json
 from .model import (
@@ -124,7 +135,7 @@ from .rates import (
     compute_summary,
     round_half_up,
 )
-from .validate import business_rules, validate, validate_or_raise
+from .validate import build_and_validate, business_rules, validate, validate_or_raise
 
 __all__ = [
     "BUCKETS",
@@ -148,6 +159,7 @@ __all__ = [
     "RATE_OO",
     "RATE_PERCENT",
     "RATE_ZW",
+    "REPEATABLE",
     "Adnotacje",
     "Adres",
     "BlokDanych",
@@ -204,6 +216,7 @@ __all__ = [
     "Zwolnienie",
     "apply_summary",
     "build",
+    "build_and_validate",
     "build_tree",
     "business_rules",
     "compute_summary",
@@ -216,6 +229,7 @@ __all__ = [
     "parse",
     "parse_datetime",
     "round_half_up",
+    "serialize",
     "to_dict",
     "to_json",
     "validate",

@@ -276,7 +276,11 @@ def build(invoice, pretty=True):
     the model). Raises :class:`~ksef.errors.InvoiceValidationError` (code ``bad_value``) when a field holds
     a value that cannot be written at all (e.g. a text in a decimal field).
     """
-    root = build_tree(invoice)
+    return serialize(build_tree(invoice), pretty)
+
+
+def serialize(root, pretty=True):
+    """Bytes of a ``Faktura`` tree as :func:`build` writes them (indents the tree in place when ``pretty``)."""
     if pretty:
         etree.indent(root, space="  ")
     return XML_DECLARATION + etree.tostring(root, encoding="UTF-8") + b"\n"

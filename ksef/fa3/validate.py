@@ -29,7 +29,7 @@ from .. import numbers, schemas
 from ..errors import InvoiceValidationError, KsefError, ValidationIssue, XmlParseError
 from . import model as m
 from . import rates
-from .codec import build, format_decimal, parse
+from .codec import build_tree, format_decimal, parse, serialize
 
 MAX_SIZE = 1_000_000
 MAX_SIZE_WITH_ATTACHMENT = 3_000_000
@@ -66,58 +66,74 @@ def validate(invoice_or_xml, today=None, schema_dir=None, cache_dir=None):
     ``today`` (a date, default :func:`datetime.date.today`) is the reference for "issue date in the future".
     Raises only :class:`~ksef.errors.SchemaUnavailableError` when the official schemas cannot be found.
     """
+    if isinstance(invoice_or_xml, m.Invoice):
+        return build_and_validate(invoice_or_xml, today=today, schema_dir=schema_dir, cache_dir=cache_dir)[1]
     today = today or datetime.date.today()
     issues = []
-    if isinstance(invoice_or_xml, m.Invoice):
-        invoice = invoice_or_xml
-        try:
-            data = build(invoice)
-        except InvoiceValidationError as exc:
-            return list(exc.issues)
-        issues.extend(_check_raw(data, invoice))
-        issues.extend(schemas.validate_xsd(data, form="FA3", schema_dir=schema_dir, cache_dir=cache_dir))
-    else:
-        data = invoice_or_xml
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        if isinstance(data, (bytearray, memoryview)):
-            data = bytes(data)
-        if not isinstance(data, bytes):
-            return [_issue("", "xml_parse", "Expected an Invoice or XML bytes, got %s" % type(data).__name__,
-                           "Oczekiwano faktury (Invoice) lub bajtów XML, otrzymano %s" % type(data).__name__)]
-        try:
-            root = schemas.parse_xml(data)
-        except XmlParseError as exc:
-            return [schemas._malformed_issue(exc)]
-        try:
-            form = schemas.detect_form(root)
-        except XmlParseError as exc:
-            return [_issue(root.tag.split("}")[-1], "unknown_form", str(exc),
-                           "Nieznany rodzaj dokumentu (przestrzeń nazw %r)" % exc.params.get("namespace"),
-                           value=exc.params.get("namespace"))]
-        if form not in ("FA3", "FA2"):
-            return [_issue(root.tag.split("}")[-1], "unknown_form",
-                           "The document is %s, not an FA(3)/FA(2) invoice" % form,
-                           "Dokument jest typu %s, a nie fakturą FA(3)/FA(2)" % form, value=form)]
-        xsd_issues = schemas.validate_xsd(root, form=form, schema_dir=schema_dir, cache_dir=cache_dir)
-        try:
-            invoice = parse(root)
-        except XmlParseError as exc:
-            issues.extend(_check_raw(data, None))
-            issues.extend(xsd_issues)
-            if not xsd_issues:
-                issues.append(_issue(exc.params.get("path", ""), "xml_parse", str(exc),
-                                     "Nie można odczytać wartości: %s" % exc.params.get("value", ""),
-                                     value=exc.params.get("value")))
-            return issues
-        issues.extend(_check_raw(data, invoice))
-        if form == "FA2":
-            issues.append(_issue("Faktura/Naglowek/KodFormularza", "fa2_form",
-                                 "FA(2) invoice: KSeF no longer accepts FA(2) for sending on production "
-                                 "(only FA(3)); reading it is fine",
-                                 "Faktura FA(2): KSeF nie przyjmuje już FA(2) do wysyłki na produkcji "
-                                 "(tylko FA(3)); odczyt jest możliwy", value="FA (2)", severity="warning"))
+    data = invoice_or_xml
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if isinstance(data, (bytearray, memoryview)):
+        data = bytes(data)
+    if not isinstance(data, bytes):
+        return [_issue("", "xml_parse", "Expected an Invoice or XML bytes, got %s" % type(data).__name__,
+                       "Oczekiwano faktury (Invoice) lub bajtów XML, otrzymano %s" % type(data).__name__)]
+    try:
+        root = schemas.parse_xml(data)
+    except XmlParseError as exc:
+        return [schemas.issue_from_parse_error(exc)]
+    try:
+        form = schemas.detect_form(root)
+    except XmlParseError as exc:
+        return [_issue(root.tag.split("}")[-1], "unknown_form", str(exc),
+                       "Nieznany rodzaj dokumentu (przestrzeń nazw %r)" % exc.params.get("namespace"),
+                       value=exc.params.get("namespace"))]
+    if form not in ("FA3", "FA2"):
+        return [_issue(root.tag.split("}")[-1], "unknown_form",
+                       "The document is %s, not an FA(3)/FA(2) invoice" % form,
+                       "Dokument jest typu %s, a nie fakturą FA(3)/FA(2)" % form, value=form)]
+    xsd_issues = schemas.validate_xsd(root, form=form, schema_dir=schema_dir, cache_dir=cache_dir)
+    try:
+        invoice = parse(root)
+    except XmlParseError as exc:
+        issues.extend(_check_raw(data, None))
         issues.extend(xsd_issues)
+        if not xsd_issues:
+            issues.append(_issue(exc.params.get("path", ""), "xml_parse", str(exc),
+                                 "Nie można odczytać wartości: %s" % exc.params.get("value", ""),
+                                 value=exc.params.get("value")))
+        return issues
+    issues.extend(_check_raw(data, invoice))
+    if form == "FA2":
+        issues.append(_issue("Faktura/Naglowek/KodFormularza", "fa2_form",
+                             "FA(2) invoice: KSeF no longer accepts FA(2) for sending on production "
+                             "(only FA(3)); reading it is fine",
+                             "Faktura FA(2): KSeF nie przyjmuje już FA(2) do wysyłki na produkcji "
+                             "(tylko FA(3)); odczyt jest możliwy", value="FA (2)", severity="warning"))
+    issues.extend(xsd_issues)
+    _safe_business_rules(invoice, today, issues)
+    return issues
+
+
+def build_and_validate(invoice, today=None, schema_dir=None, cache_dir=None):
+    """Build an :class:`~ksef.fa3.model.Invoice` once and validate it: returns ``(xml_bytes, issues)``.
+
+    ``xml_bytes`` is ``None`` when the model holds a value that cannot be written at all (the issues then
+    say which). This is what the sending code should use: the returned bytes are the ones validated.
+    """
+    today = today or datetime.date.today()
+    try:
+        root = build_tree(invoice)
+    except InvoiceValidationError as exc:
+        return None, list(exc.issues)
+    data = serialize(root)
+    issues = _check_raw(data, invoice)
+    issues.extend(schemas.validate_xsd(root, form="FA3", schema_dir=schema_dir, cache_dir=cache_dir))
+    _safe_business_rules(invoice, today, issues)
+    return data, issues
+
+
+def _safe_business_rules(invoice, today, issues):
     try:
         issues.extend(business_rules(invoice, today=today))
     except (KsefError, ArithmeticError, TypeError, ValueError, AttributeError) as exc:
@@ -125,7 +141,6 @@ def validate(invoice_or_xml, today=None, schema_dir=None, cache_dir=None):
         if not any(i.severity == "error" for i in issues):
             issues.append(_issue("Faktura", "bad_value", "The invoice holds a value of a wrong type: %s" % exc,
                                  "Faktura zawiera wartość złego typu: %s" % exc))
-    return issues
 
 
 def validate_or_raise(invoice_or_xml, today=None, schema_dir=None, cache_dir=None):
@@ -369,7 +384,8 @@ def _check_totals(fa, kind, issues):
     # a missing PMarzy annotation is reported separately)
     margin = bool(fa.adnotacje and fa.adnotacje.pmarzy and fa.adnotacje.pmarzy.p_pmarzy) or fa.p_13_11 is not None
     line_based = kind in ("VAT", "KOR", "UPR") and any(
-        line.p_11 is not None or line.p_11a is not None for line in fa.fa_wiersz)
+        line.p_11 is not None or line.p_11a is not None for line in fa.fa_wiersz) and all(
+        line.p_12 is None or line.p_12 in rates.RATE_BUCKET for line in fa.fa_wiersz)  # unknown code: XSD says
     summary = rates.compute_summary(fa, margin=margin) if line_based else None
     # P_15 = sum of the buckets
     if present and fa.p_15 is not None:

@@ -360,3 +360,30 @@ def test_xxe_is_not_expanded(tmp_path, fa3_invoice):
     issues = fa3.validate(data)
     assert [i.code for i in issues] == ["xml_malformed"]
     assert "TOP-SECRET" not in issues[0].message_en
+
+
+def test_net_and_vat_come_in_pairs(fa3_invoice):
+    invoice = fa3_invoice()
+    invoice.fa.p_14_1 = None
+    issues = check(invoice)
+    assert [(i.path, i.code) for i in issues if i.code == "xsd"] == [("Faktura/Fa/P_15", "xsd")]
+    assert "P_14_1" in issues[0].message_en
+    invoice = fa3_invoice()
+    invoice.fa.p_13_1 = None
+    assert ("Faktura/Fa/P_14_1", "xsd") in errors(check(invoice))
+
+
+def test_build_and_validate_returns_the_validated_bytes(fa3_invoice):
+    invoice = fa3_invoice(lines=4)
+    data, issues = fa3.build_and_validate(invoice, today=TODAY)
+    assert issues == [] and data == fa3.build(invoice)
+    invoice.fa.fa_wiersz[2].p_12 = "24"
+    data, issues = fa3.build_and_validate(invoice, today=TODAY)
+    assert data == fa3.build(invoice)
+    assert [(i.path, i.code, i.value) for i in issues] == [("Faktura/Fa/FaWiersz[3]/P_12", "xsd", "24")]
+    invoice.fa.p_1 = "yesterday"
+    data, issues = fa3.build_and_validate(invoice, today=TODAY)
+    assert data is not None and ("Faktura/Fa/P_1", "xsd") in errors(issues)
+    invoice.fa.p_1 = 12.5
+    data, issues = fa3.build_and_validate(invoice, today=TODAY)
+    assert data is None and [(i.path, i.code) for i in issues] == [("Faktura/Fa/P_1", "bad_value")]
