@@ -458,6 +458,7 @@ def validate_xsd(xml, form=None, schema_dir=None, cache_dir=None):
 
     ``xml``: bytes/str or an lxml element/tree. ``form``: expected form (default: detected from the root
     namespace; when given and the document has another namespace, that is reported as an issue).
+    An ``AuthTokenRequest`` is checked without its enveloped ``ds:Signature`` (not declared by the XSD).
     Every issue has code ``xsd`` (``params['kind']`` tells which libxml2 check failed), the element path
     (e.g. ``Faktura/Fa/FaWiersz[3]/P_8B``), the offending value and English + Polish messages.
     A malformed document gives one issue with code ``xml_malformed``; an unknown root namespace one with
@@ -484,6 +485,8 @@ def validate_xsd(xml, form=None, schema_dir=None, cache_dir=None):
             message_pl="Nieznany rodzaj dokumentu (przestrzeń nazw %r)" % namespace,
             params={"namespace": namespace})]
     form = form or detected
+    if detected == "AUTH":
+        root = _without_signature(root)
     if namespace == AUTH20_NS:
         return _validate_auth20(root, schema_dir, cache_dir)
     compiled = _get_compiled(form, schema_dir, cache_dir)
@@ -493,6 +496,21 @@ def validate_xsd(xml, form=None, schema_dir=None, cache_dir=None):
     if valid:
         return []
     return _issues_from_log(entries, root, compiled)
+
+
+_DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
+
+
+def _without_signature(root):
+    """AuthTokenRequest is validated without its enveloped ``ds:Signature`` (the XSD does not declare it)."""
+    signatures = [c for c in root if isinstance(c.tag, str) and c.tag == "{%s}Signature" % _DSIG_NS]
+    if not signatures:
+        return root
+    copy = etree.fromstring(etree.tostring(root), _parser())
+    for child in list(copy):
+        if isinstance(child.tag, str) and child.tag == "{%s}Signature" % _DSIG_NS:
+            copy.remove(child)
+    return copy
 
 
 def issue_from_parse_error(exc):

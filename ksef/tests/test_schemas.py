@@ -106,6 +106,11 @@ def test_auth_samples(samples_dir):
     data = _sample(samples_dir, "auth/AuthTokenRequest_context-identifier-nip.xml").replace(
         b"auth/token/2.0", b"auth/token/2.1")
     assert schemas.validate_xsd(data, form="AUTH") == []
+    signed = data.replace(b"</AuthTokenRequest>", b'<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#">'
+                                                    b"<ds:SignedInfo/></ds:Signature></AuthTokenRequest>")
+    assert signed != data
+    assert schemas.validate_xsd(signed, form="AUTH") == []
+    assert schemas.validate_xsd(signed.replace(b"auth/token/2.1", b"auth/token/2.0")) == []
     bad = data.replace(b"<Challenge>", b"<Challenge>X")
     issues = schemas.validate_xsd(bad)
     assert issues and issues[0].path == "AuthTokenRequest/Challenge"
