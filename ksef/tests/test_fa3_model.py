@@ -287,3 +287,90 @@ def test_json_errors(payload, reason):
     with pytest.raises(XmlParseError) as err:
         fa3.from_json(payload)
     assert err.value.params["reason"] == reason
+
+
+XSD = "{http://www.w3.org/2001/XMLSchema}"
+
+
+def _xsd_tree(spec_dir):
+    root = etree.parse(str(spec_dir / "schemas" / "FA" / "schemat_FA(3)_v1-0E.xsd")).getroot()
+    types = {c.get("name"): c for c in root.findall(XSD + "complexType")}
+    return root, types
+
+
+def _content(element, types):
+    """Complex content node of an element declaration (inline or named type), or None for simple ones."""
+    inline = element.find(XSD + "complexType")
+    if inline is not None:
+        return inline
+    type_name = (element.get("type") or "").split(":")[-1]
+    return types.get(type_name)
+
+
+def _children(node, types):
+    """Child element declarations of a complex type in document order (sequences/choices flattened)."""
+    out = []
+    for child in node:
+        tag = child.tag
+        if tag == XSD + "element":
+            out.append(child)
+        elif tag in (XSD + "sequence", XSD + "choice", XSD + "complexContent", XSD + "simpleContent"):
+            out.extend(_children(child, types))
+        elif tag in (XSD + "extension", XSD + "restriction"):
+            base = types.get((child.get("base") or "").split(":")[-1])
+            if base is not None:
+                out.extend(_children(base, types))
+            out.extend(_children(child, types))
+    return out
+
+
+def _attributes(node):
+    out = []
+    for child in node:
+        if child.tag == XSD + "attribute":
+            out.append(child.get("name"))
+        elif child.tag in (XSD + "sequence", XSD + "choice", XSD + "complexContent", XSD + "simpleContent",
+                           XSD + "extension", XSD + "restriction"):
+            out.extend(_attributes(child))
+    return out
+
+
+def _compare(element, cls, types, path, seen):
+    content = _content(element, types)
+    assert content is not None, path
+    xsd_names = [c.get("name") for c in _children(content, types)]
+    model = [s for s in cls._xml_fields_ if not s.is_attr]
+    model_names = [s.xml for s in model]
+    if cls is fa3.Naglowek:
+        xsd_names = [n for n in xsd_names if n not in ("KodFormularza", "WariantFormularza")]
+    if cls is fa3.DaneIdentyfikacyjne:  # one class for TPodmiot1/2/3: the XSD order is a subsequence
+        positions = [model_names.index(n) for n in xsd_names]
+        assert positions == sorted(positions), path
+    else:
+        assert model_names == xsd_names, path
+    assert sorted(s.xml for s in cls._xml_fields_ if s.is_attr) == sorted(_attributes(content)), path
+    for child in _children(content, types):
+        if child.get("name") not in xsd_names:
+            continue  # header constants written by the builder
+        spec = model[model_names.index(child.get("name"))]
+        sub_path = "%s/%s" % (path, child.get("name"))
+        many = child.get("maxOccurs", "1") != "1"
+        assert spec.many == many, sub_path
+        if spec.is_class:
+            key = (spec.kind, child.get("name"))
+            if key not in seen:
+                seen.add(key)
+                _compare(child, spec.kind, types, sub_path, seen)
+        else:
+            simple_complex = _content(child, types)
+            assert simple_complex is None or not _children(simple_complex, types), sub_path
+
+
+def test_model_covers_the_whole_xsd_in_order(spec_dir):
+    """Every element of the FA(3) XSD is a model field, in XSD order, with the right cardinality."""
+    root, types = _xsd_tree(spec_dir)
+    faktura = root.find(XSD + "element")
+    assert faktura.get("name") == "Faktura"
+    seen = set()
+    _compare(faktura, fa3.Invoice, types, "Faktura", seen)
+    assert len({cls for cls, _name in seen}) == len(fa3.MODEL_CLASSES) - 1  # every class reached (not Invoice)
