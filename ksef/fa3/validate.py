@@ -45,6 +45,16 @@ _DECL_ENCODING_RE = re.compile(rb"^<\?xml[^>]*encoding\s*=\s*[\"']([A-Za-z0-9._-
 _PI_RE = re.compile(rb"<\?(?!xml[\s?])")
 
 
+def warsaw_today():
+    """Today's date in Poland (Europe/Warsaw), the reference for "issue date in the future"."""
+    try:
+        import zoneinfo
+
+        return datetime.datetime.now(zoneinfo.ZoneInfo("Europe/Warsaw")).date()
+    except (ImportError, KeyError, OSError):  # no tz database: UTC is at most 2 hours off
+        return datetime.datetime.now(datetime.timezone.utc).date()
+
+
 def _issue(path, code, en, pl, *, value=None, severity="error", **params):
     if value is not None and not isinstance(value, str):
         value = format_decimal(value) if isinstance(value, Decimal) else str(value)
@@ -63,12 +73,12 @@ def _fmt(value):
 def validate(invoice_or_xml, today=None, schema_dir=None, cache_dir=None):
     """Validate an :class:`~ksef.fa3.model.Invoice` or FA(3)/FA(2) XML bytes; returns a list of issues.
 
-    ``today`` (a date, default :func:`datetime.date.today`) is the reference for "issue date in the future".
+    ``today`` (a date, default: today in Europe/Warsaw) is the reference for "issue date in the future".
     Raises only :class:`~ksef.errors.SchemaUnavailableError` when the official schemas cannot be found.
     """
     if isinstance(invoice_or_xml, m.Invoice):
         return build_and_validate(invoice_or_xml, today=today, schema_dir=schema_dir, cache_dir=cache_dir)[1]
-    today = today or datetime.date.today()
+    today = today or warsaw_today()
     issues = []
     data = invoice_or_xml
     if isinstance(data, str):
@@ -121,7 +131,7 @@ def build_and_validate(invoice, today=None, schema_dir=None, cache_dir=None):
     ``xml_bytes`` is ``None`` when the model holds a value that cannot be written at all (the issues then
     say which). This is what the sending code should use: the returned bytes are the ones validated.
     """
-    today = today or datetime.date.today()
+    today = today or warsaw_today()
     try:
         root = build_tree(invoice)
     except InvoiceValidationError as exc:
@@ -210,7 +220,7 @@ def _idx(name, index):
 
 def business_rules(invoice, today=None):
     """Only the business rules (no XSD) for an :class:`~ksef.fa3.model.Invoice`."""
-    today = today or datetime.date.today()
+    today = today or warsaw_today()
     issues = []
     fa = invoice.fa or m.Fa()
     kind = fa.rodzaj_faktury
