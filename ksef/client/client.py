@@ -70,16 +70,17 @@ class KsefClient:
       ``max_rate_wait``: longest wait for budget/Retry-After before :class:`~ksef.errors.RateLimitError`;
     * ``authorization_policy``: ``{"allowedIps": {"ip4Addresses": [...], "ip4Ranges": [...], "ip4Masks": [...]}}``
       (or directly the ``allowedIps`` dict) restricting where the access token may be used;
-    * ``timeout`` ``(connect, read)``, ``retries``, ``poller`` (:class:`Poller`), ``sleep`` (tests),
+    * ``timeout`` ``(connect, read)``, ``retries``, ``backoff`` ``(first, cap)`` seconds, ``poller``
+      (:class:`Poller`), ``sleep`` (tests),
       ``refresh_margin`` (seconds before access-token expiry at which it is refreshed),
       ``auth_timeout`` (seconds to wait for the authentication operation), ``http`` (a requests.Session).
     """
 
     def __init__(self, environment="test", *, context=None, nip=None, credential=None, ksef_token=None,
                  tokens=None, on_tokens_changed=None, rate_limiter=None, max_rate_wait=900.0, timeout=(10, 60),
-                 retries=4, http=None, authorization_policy=None, refresh_margin=120.0, auth_timeout=300.0,
-                 poller=None, sleep=time.sleep, problem_details=False, verify_tls=True, public_key_cache=None,
-                 send_resolve_delays=(1.0, 3.0, 6.0)):
+                 retries=4, backoff=(0.5, 30.0), http=None, authorization_policy=None, refresh_margin=120.0,
+                 auth_timeout=300.0, poller=None, sleep=time.sleep, problem_details=False, verify_tls=True,
+                 public_key_cache=None, send_resolve_delays=(1.0, 3.0, 6.0)):
         self.environment = envs.get_environment(environment)
         self.context = ContextIdentifier.coerce(context if context is not None else nip)
         if ksef_token is not None and credential is None:
@@ -90,7 +91,7 @@ class KsefClient:
         self.rate_limiter = rate_limiter or None
         self.transport = Transport(self.environment.api_url, http=http, timeout=timeout,
                                    limiter=self.rate_limiter, max_rate_wait=max_rate_wait, retries=retries,
-                                   sleep=sleep, problem_details=problem_details, verify=verify_tls)
+                                   backoff=backoff, sleep=sleep, problem_details=problem_details, verify=verify_tls)
         self.sleep = sleep
         self.poller = poller or Poller()
         self.refresh_margin = refresh_margin

@@ -206,6 +206,7 @@ class Transport:
         self.problem_details = problem_details
         self.verify = verify
         self.secrets = secrets or Secrets()
+        self.max_server_retry_after = 10.0
         self.stats = collections.Counter()
         self.user_agent = "l10n_pl_ksef/%s (python-requests)" % __version__
 
@@ -387,9 +388,13 @@ class Transport:
                     rate_waited += retry_after
                 continue
             if status >= 500 and safe and attempt < self.retries:
-                self.stats["retries"] += 1
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                self.sleep(retry_after if retry_after is not None and retry_after <= 60 else self._backoff(attempt))
+                if retry_after is not None and retry_after > self.max_server_retry_after:
+                    # announced outage (maintenance/failure): tell the caller now instead of blocking
+                    error.params["retry_after"] = retry_after
+                    raise error
+                self.stats["retries"] += 1
+                self.sleep(retry_after if retry_after is not None else self._backoff(attempt))
                 attempt += 1
                 continue
             if status >= 500 and not safe:

@@ -15,7 +15,6 @@ from ksef.client import (
     KsefClient,
     KsefTokenCredential,
     Poller,
-    RateLimiter,
 )
 from ksef.client.keys import PublicKeyCache
 from ksef.errors import AuthenticationError, BadRequestError, ForbiddenError
@@ -35,6 +34,7 @@ def make_client(sandbox, nip=None, *, token=None, permissions=("InvoiceRead", "I
     kw.setdefault("poller", FAST_POLL)
     kw.setdefault("send_resolve_delays", (0.0, 0.2))
     kw.setdefault("timeout", (5, 20))
+    kw.setdefault("backoff", (0.05, 0.5))
     kw.setdefault("public_key_cache", PublicKeyCache())
     return KsefClient(sandbox.url, nip=nip, rate_limiter=limiter if limiter is not False else False, **kw)
 
