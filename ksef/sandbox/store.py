@@ -40,6 +40,8 @@ CREATE TABLE IF NOT EXISTS invoices (
 CREATE INDEX IF NOT EXISTS invoices_dup ON invoices (seller_nip, kind, invoice_number);
 CREATE INDEX IF NOT EXISTS invoices_hash ON invoices (invoice_hash);
 CREATE INDEX IF NOT EXISTS invoices_corr ON invoices (hash_of_corrected);
+CREATE INDEX IF NOT EXISTS invoices_ref ON invoices (invoice_ref);
+CREATE INDEX IF NOT EXISTS invoices_session ON invoices (session_ref);
 CREATE TABLE IF NOT EXISTS invoice_xml (id INTEGER PRIMARY KEY, xml BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS parties (invoice_id INTEGER NOT NULL, subject_type TEXT NOT NULL, ident TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS parties_idx ON parties (subject_type, ident, invoice_id);
