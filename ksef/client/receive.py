@@ -11,8 +11,9 @@ invoice or at the end of a run)::
      "pendingExport": {…} | null,             # InvoiceExport.to_dict() of a started export (has its AES key!)
      "lastRunAt": "…Z" | null}
 
-Delivery is at-least-once across crashes and exactly-once within a consistent cursor: the caller should
-still deduplicate by KSeF number when storing.
+While the caller handles a yielded invoice the cursor already covers it, so persisting the invoice and
+the cursor together gives exactly-once delivery; a crash between the two redelivers (never loses) the
+invoice, so the caller should still deduplicate by KSeF number when storing.
 """
 import datetime
 import hashlib
@@ -316,8 +317,12 @@ class IncrementalSync:
     ``cursor``: a dict from a previous run (see the module docstring) or ``None`` with ``start`` (first run;
     may be years back: windows of at most ``window_months`` are walked). ``mode``: ``export`` (async export
     packages — the recommended way) or ``query`` (metadata query + one ``GET`` per invoice; for small
-    volumes). ``only_metadata``: skip the XML bodies. ``on_cursor(cursor)`` is called after every delivered
-    invoice and at every window boundary. :meth:`run` is a generator of :class:`ExportedInvoice`.
+    volumes). ``only_metadata``: skip the XML bodies. :meth:`run` is a generator of :class:`ExportedInvoice`.
+
+    While the caller handles a yielded invoice, ``sync.cursor`` already covers it: store the invoice and the
+    cursor together (one transaction) for exactly-once delivery; a crash in between redelivers it (dedupe by
+    KSeF number). ``on_cursor(cursor)`` is called when the caller asks for the next invoice (i.e. after it
+    handled the previous one), when an export is started and at every window boundary.
     """
 
     def __init__(self, client, subject="Subject2", cursor=None, *, start=None, mode="export", window_months=3,
@@ -360,6 +365,8 @@ class IncrementalSync:
         windows = 0
         while max_windows is None or windows < max_windows:
             pending = self.cursor.get("pendingExport")
+            if not pending and parse_datetime(self.cursor["from"]) >= utcnow():
+                return                      # nothing can be stored after "now"
             filters = pending["filters"] if pending and self.mode == "export" else self._window_filters()
             try:
                 if self.mode == "export":
@@ -385,14 +392,16 @@ class IncrementalSync:
             if when is not None and (when < from_dt or (when == from_dt and invoice.ksef_number in seen)):
                 self.stats["skipped"] += 1
                 continue
-            yield invoice
-            self.stats["invoices"] += 1
+            # the cursor already covers this invoice while the caller handles it: persist ``sync.cursor``
+            # together with the stored invoice (same transaction) for exactly-once delivery
             if when is not None:
                 if when > from_dt:
                     from_dt, seen = when, set()
                     self.cursor["from"] = invoice.metadata["permanentStorageDate"]
                 seen.add(invoice.ksef_number)
                 self.cursor["seen"] = sorted(seen)
+            yield invoice
+            self.stats["invoices"] += 1
             self._notify()
         # window complete: where does the next one start?
         hwm = info.get("hwm")
