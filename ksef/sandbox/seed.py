@@ -18,7 +18,6 @@ import os
 import random
 import re
 from decimal import ROUND_HALF_UP, Decimal
-from xml.sax.saxutils import escape
 
 from lxml import etree
 
@@ -27,7 +26,6 @@ from . import extract
 from .invoicing import FORMS, InvoiceRejected, _status
 from .util import iso, now, reference_number, to_warsaw
 
-FA3_NS = "http://crd.gov.pl/wzor/2025/06/25/13775/"
 SELLERS = (
     ("526104383", "Hurtownia Papiernicza PAPIRUS Sp. z o.o.", "ul. Składowa 12, 61-897 Poznań", "10201026"),
     ("779241386", "Drukarnia Offsetowa Kolor S.A.", "ul. Drukarska 5, 31-416 Kraków", "11402004"),
@@ -101,16 +99,18 @@ class _Generator:
 
     def document(self, kind, seller, *, currency="PLN", self_billing=False, third=None, corrected=None,
                  advance=None, issue=None):
+        """FA(3) XML bytes built with the :mod:`ksef.fa3` model."""
+        from .. import fa3
+
         nip, name, address, bank = seller
         issue = issue or self.today
         prefix = {"VAT": "FV", "KOR": "KOR", "ZAL": "FZAL", "ROZ": "FROZ", "UPR": "FU"}[kind]
         number = self.number(prefix, nip, issue)
         rate_eur = Decimal("4.2512")
+        order = []
         if kind == "ZAL":
             lines = []
             order = self.lines(self.rng.randint(1, 3))
-            order_net = sum(li["net"] for li in order)
-            order_vat = sum(li["vat"] for li in order)
             share = Decimal(self.rng.choice((20, 30, 50))) / 100
             buckets = {}
             for li in order:
@@ -129,72 +129,56 @@ class _Generator:
             for b in buckets.values():
                 b[0] = (b[0] * Decimal("0.6")).quantize(CENT)
                 b[1] = (b[1] * Decimal("0.6")).quantize(CENT)
-        total = sum(n + v for n, v in buckets.values())
-        x = []
-        x.append('<?xml version="1.0" encoding="UTF-8"?>\n<Faktura xmlns="%s">' % FA3_NS)
-        x.append('<Naglowek><KodFormularza kodSystemowy="FA (3)" wersjaSchemy="1-0E">FA</KodFormularza>'
-                 "<WariantFormularza>3</WariantFormularza><DataWytworzeniaFa>%sT08:00:00Z</DataWytworzeniaFa>"
-                 "<SystemInfo>KSeF sandbox seed</SystemInfo></Naglowek>" % issue.isoformat())
-        x.append("<Podmiot1><DaneIdentyfikacyjne><NIP>%s</NIP><Nazwa>%s</Nazwa></DaneIdentyfikacyjne>"
-                 "<Adres><KodKraju>PL</KodKraju><AdresL1>%s</AdresL1></Adres>"
-                 "<DaneKontaktowe><Email>faktury@%s.example.pl</Email></DaneKontaktowe></Podmiot1>"
-                 % (nip, escape(name), escape(address), nip))
-        x.append("<Podmiot2><DaneIdentyfikacyjne><NIP>%s</NIP><Nazwa>Nabywca %s Sp. z o.o.</Nazwa>"
-                 "</DaneIdentyfikacyjne><Adres><KodKraju>PL</KodKraju><AdresL1>ul. Zakupowa 1, 00-001 Warszawa"
-                 "</AdresL1></Adres><JST>2</JST><GV>2</GV></Podmiot2>" % (self.buyer, self.buyer))
-        if third:
-            x.append("<Podmiot3><DaneIdentyfikacyjne><NIP>%s</NIP><Nazwa>Odbiorca %s</Nazwa></DaneIdentyfikacyjne>"
-                     "<Adres><KodKraju>PL</KodKraju><AdresL1>ul. Magazynowa 7, 00-002 Warszawa</AdresL1></Adres>"
-                     "<Rola>2</Rola></Podmiot3>" % (third, third))
-        x.append("<Fa><KodWaluty>%s</KodWaluty><P_1>%s</P_1><P_1M>Warszawa</P_1M><P_2>%s</P_2>"
-                 % (currency, issue.isoformat(), escape(number)))
-        if kind != "KOR":
-            x.append("<P_6>%s</P_6>" % issue.isoformat())
-        for bucket in sorted(buckets):
-            n, v = buckets[bucket]
-            x.append("<P_13_%d>%s</P_13_%d><P_14_%d>%s</P_14_%d>" % (bucket, _money(n), bucket, bucket, _money(v),
-                                                                     bucket))
+        fa = fa3.Fa(kod_waluty=currency, p_1=issue, p_1m="Warszawa", p_2=number,
+                    p_6=None if kind == "KOR" else issue, rodzaj_faktury=kind)
+        for bucket, (net, vat) in buckets.items():
+            setattr(fa, "p_13_%d" % bucket, net)
+            setattr(fa, "p_14_%d" % bucket, vat)
             if currency != "PLN":
-                x.append("<P_14_%dW>%s</P_14_%dW>" % (bucket, _money(v * rate_eur), bucket))
-        x.append("<P_15>%s</P_15>" % _money(total))
+                setattr(fa, "p_14_%dw" % bucket, (vat * rate_eur).quantize(CENT, rounding=ROUND_HALF_UP))
+        fa.p_15 = sum((n + v for n, v in buckets.values()), Decimal(0))
         if kind == "ZAL" and currency != "PLN":
-            x.append("<KursWalutyZ>%s</KursWalutyZ>" % rate_eur)
-        x.append("<Adnotacje><P_16>2</P_16><P_17>%s</P_17><P_18>2</P_18><P_18A>2</P_18A><Zwolnienie><P_19N>1"
-                 "</P_19N></Zwolnienie><NoweSrodkiTransportu><P_22N>1</P_22N></NoweSrodkiTransportu><P_23>2</P_23>"
-                 "<PMarzy><P_PMarzyN>1</P_PMarzyN></PMarzy></Adnotacje>" % ("1" if self_billing else "2"))
-        x.append("<RodzajFaktury>%s</RodzajFaktury>" % kind)
+            fa.kurs_waluty_z = rate_eur
+        fa.adnotacje.p_17 = 1 if self_billing else 2
         if kind == "KOR" and corrected:
-            x.append("<PrzyczynaKorekty>Rabat posprzedażowy</PrzyczynaKorekty><TypKorekty>2</TypKorekty>"
-                     "<DaneFaKorygowanej><DataWystFaKorygowanej>%s</DataWystFaKorygowanej><NrFaKorygowanej>%s"
-                     "</NrFaKorygowanej><NrKSeF>1</NrKSeF><NrKSeFFaKorygowanej>%s</NrKSeFFaKorygowanej>"
-                     "</DaneFaKorygowanej>" % (corrected["issueDate"], escape(corrected["invoiceNumber"]),
-                                              corrected["ksefNumber"]))
+            fa.przyczyna_korekty = "Rabat posprzedażowy"
+            fa.typ_korekty = 2
+            fa.dane_fa_korygowanej = [fa3.DaneFaKorygowanej(
+                data_wyst_fa_korygowanej=datetime.date.fromisoformat(corrected["issueDate"]),
+                nr_fa_korygowanej=corrected["invoiceNumber"], nr_ksef=1,
+                nr_ksef_fa_korygowanej=corrected["ksefNumber"])]
         if kind == "ROZ" and advance:
-            x.append("<FakturaZaliczkowa><NrKSeFFaZaliczkowej>%s</NrKSeFFaZaliczkowej></FakturaZaliczkowa>"
-                     % advance["ksefNumber"])
-        for li in lines:
-            x.append("<FaWiersz><NrWierszaFa>%d</NrWierszaFa><P_7>%s</P_7><P_8A>szt.</P_8A><P_8B>%s</P_8B>"
-                     "<P_9A>%s</P_9A><P_11>%s</P_11><P_12>%s</P_12>"
-                     % (li["no"], escape(li["name"]), li["qty"], _money(li["price"]), _money(li["net"]), li["rate"]))
-            if currency != "PLN":
-                x.append("<KursWaluty>%s</KursWaluty>" % rate_eur)
-            x.append("</FaWiersz>")
+            fa.faktura_zaliczkowa = [fa3.FakturaZaliczkowa(nr_ksef_fa_zaliczkowej=advance["ksefNumber"])]
+        fa.fa_wiersz = [fa3.FaWiersz(nr_wiersza_fa=li["no"], p_7=li["name"], p_8a="szt.", p_8b=li["qty"],
+                                     p_9a=li["price"], p_11=li["net"], p_12=li["rate"],
+                                     kurs_waluty=rate_eur if currency != "PLN" else None) for li in lines]
         due = issue + datetime.timedelta(days=self.rng.choice((7, 14, 30)))
-        x.append("<Platnosc><TerminPlatnosci><Termin>%s</Termin></TerminPlatnosci><FormaPlatnosci>6</FormaPlatnosci>"
-                 "<RachunekBankowy><NrRB>%s</NrRB><NazwaBanku>Bank Testowy S.A.</NazwaBanku></RachunekBankowy>"
-                 "</Platnosc>" % (due.isoformat(), nrb(bank, self.rng)))
+        fa.platnosc = fa3.Platnosc(termin_platnosci=[fa3.TerminPlatnosci(termin=due)], forma_platnosci=6,
+                                   rachunek_bankowy=[fa3.RachunekBankowy(nr_rb=nrb(bank, self.rng),
+                                                                         nazwa_banku="Bank Testowy S.A.")])
         if kind == "ZAL":
-            order_total = order_net + order_vat
-            x.append("<Zamowienie><WartoscZamowienia>%s</WartoscZamowienia>" % _money(order_total))
-            for i, li in enumerate(order, 1):
-                x.append("<ZamowienieWiersz><NrWierszaZam>%d</NrWierszaZam><P_7Z>%s</P_7Z><P_8AZ>szt.</P_8AZ>"
-                         "<P_8BZ>%s</P_8BZ><P_9AZ>%s</P_9AZ><P_11NettoZ>%s</P_11NettoZ><P_11VatZ>%s</P_11VatZ>"
-                         "<P_12Z>%s</P_12Z></ZamowienieWiersz>"
-                         % (i, escape(li["name"]), li["qty"], _money(li["price"]), _money(li["net"]),
-                            _money(li["vat"]), li["rate"]))
-            x.append("</Zamowienie>")
-        x.append("</Fa></Faktura>")
-        return "".join(x).encode("utf-8")
+            fa.zamowienie = fa3.Zamowienie(
+                wartosc_zamowienia=sum((li["net"] + li["vat"] for li in order), Decimal(0)),
+                zamowienie_wiersz=[fa3.ZamowienieWiersz(
+                    nr_wiersza_zam=i, p_7z=li["name"], p_8az="szt.", p_8bz=li["qty"], p_9az=li["price"],
+                    p_11_netto_z=li["net"], p_11_vat_z=li["vat"], p_12z=li["rate"]) for i, li in enumerate(order, 1)])
+        invoice = fa3.Invoice(
+            naglowek=fa3.Naglowek(data_wytworzenia_fa=datetime.datetime.combine(
+                issue, datetime.time(8), datetime.timezone.utc), system_info="KSeF sandbox seed"),
+            podmiot1=fa3.Podmiot1(dane_identyfikacyjne=fa3.DaneIdentyfikacyjne(nip=nip, nazwa=name),
+                                  adres=fa3.Adres(adres_l1=address),
+                                  dane_kontaktowe=[fa3.DaneKontaktowe(email="faktury@%s.example.pl" % nip)]),
+            podmiot2=fa3.Podmiot2(dane_identyfikacyjne=fa3.DaneIdentyfikacyjne(
+                nip=self.buyer, nazwa="Nabywca %s Sp. z o.o." % self.buyer),
+                adres=fa3.Adres(adres_l1="ul. Zakupowa 1, 00-001 Warszawa")),
+            fa=fa)
+        if kind not in ("ZAL", "ROZ"):
+            fa3.apply_summary(invoice)  # buckets, VAT in PLN and P_15 exactly as the FA(3) rules compute them
+        if third:
+            invoice.podmiot3 = [fa3.Podmiot3(
+                dane_identyfikacyjne=fa3.DaneIdentyfikacyjne(nip=third, nazwa="Odbiorca %s" % third),
+                adres=fa3.Adres(adres_l1="ul. Magazynowa 7, 00-002 Warszawa"), rola=2)]
+        return fa3.build(invoice, pretty=False)
 
 
 def generate(buyer_nip, count, seed=None):

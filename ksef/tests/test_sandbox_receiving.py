@@ -236,3 +236,18 @@ def test_seed_from_official_samples(sandbox, raw, buyer, samples_dir):
     assert {i["ksefNumber"] for i in found} == set(seeded + more)
     currencies = {i["currency"] for i in found}
     assert len(currencies) > 1
+
+
+def test_generated_seed_invoices_pass_fa3_validation(sandbox, raw, buyer):
+    from ksef import fa3
+
+    nip, access = buyer
+    seeded = sandbox.seed(nip, count=40, seed=99)
+    time.sleep(0.1)
+    kinds = set()
+    for number in seeded:
+        xml = raw.call("GET", "/invoices/ksef/" + number, access).content
+        issues = fa3.validate(xml)
+        assert not issues, (number, [str(i) for i in issues])
+        kinds.add(fa3.parse(xml).fa.rodzaj_faktury)
+    assert {"VAT", "KOR", "ZAL", "ROZ"} <= kinds
