@@ -255,9 +255,13 @@ def seed_invoices(sandbox, buyer_nip, count=10, *, seed=None, from_dir=None, xml
                 if rng.random() < 0.05:
                     third = gen.sellers[(gen.sellers.index(seller) + 1) % len(gen.sellers)][0]
                 if kind == "KOR" and mine["VAT"]:
-                    xml = gen.document("KOR", seller, corrected=rng.choice(mine["VAT"]), issue=issue)
+                    original = rng.choice(mine["VAT"])
+                    issue = max(issue, datetime.date.fromisoformat(original["issueDate"]))
+                    xml = gen.document("KOR", seller, corrected=original, issue=issue)
                 elif kind == "ROZ" and mine["ZAL"]:
-                    xml = gen.document("ROZ", seller, advance=mine["ZAL"].pop(0), issue=issue)
+                    advance = mine["ZAL"].pop(0)
+                    issue = max(issue, datetime.date.fromisoformat(advance["issueDate"]))
+                    xml = gen.document("ROZ", seller, advance=advance, issue=issue)
                 elif kind in ("ZAL", "UPR"):
                     xml = gen.document(kind, seller, issue=issue)
                 elif kind == "EUR":
