@@ -10,8 +10,8 @@ import datetime
 import os
 import re
 
-KSEF_NUMBER_RE = re.compile(r"^(\d{10})-(\d{8})-([0-9A-F]{12})-([0-9A-F]{2})$")
-LEGACY_KSEF_NUMBER_RE = re.compile(r"^(\d{10})-(\d{8})-([0-9A-F]{13})-([0-9A-F]{2})$")
+KSEF_NUMBER_RE = re.compile(r"^(\d{10})-(\d{8})-([0-9A-F]{12})-([0-9A-F]{2})$", re.ASCII)
+LEGACY_KSEF_NUMBER_RE = re.compile(r"^(\d{10})-(\d{8})-([0-9A-F]{13})-([0-9A-F]{2})$", re.ASCII)
 
 NIP_WEIGHTS = (6, 5, 7, 2, 3, 4, 5, 6, 7)
 PESEL_WEIGHTS = (1, 3, 7, 9, 1, 3, 7, 9, 1, 3)
@@ -103,7 +103,7 @@ def normalize_nip(value):
 def is_valid_nip(value):
     """Polish NIP: 10 digits, weighted checksum mod 11 (a remainder of 10 is never valid)."""
     nip = normalize_nip(value)
-    if not re.fullmatch(r"\d{10}", nip):
+    if not re.fullmatch(r"[0-9]{10}", nip):
         return False
     total = sum(int(d) * w for d, w in zip(nip, NIP_WEIGHTS))
     check = total % 11
@@ -119,7 +119,7 @@ def nip_check_digit(first9):
 
 def is_valid_pesel(value):
     pesel = str(value or "").strip()
-    if not re.fullmatch(r"\d{11}", pesel):
+    if not re.fullmatch(r"[0-9]{11}", pesel):
         return False
     total = sum(int(d) * w for d, w in zip(pesel, PESEL_WEIGHTS))
     return (10 - total % 10) % 10 == int(pesel[10])
@@ -176,7 +176,7 @@ def is_valid_eu_vat(value, country=None):
     """
     prefix, number = split_eu_vat(value, country)
     pattern = EU_VAT_FORMATS.get(prefix or "")
-    if not pattern or not re.fullmatch(pattern, number):
+    if not pattern or not re.fullmatch(pattern, number, re.ASCII):
         return False
     if prefix == "PL":
         return is_valid_nip(number)

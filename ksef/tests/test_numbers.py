@@ -52,6 +52,7 @@ def test_generated_numbers_roundtrip():
 @pytest.mark.parametrize("nip,ok", [
     ("5260250274", True), ("526-025-02-74", True), ("PL5260250274", True),
     ("5260250275", False), ("526025027", False), ("abcdefghij", False),
+    ("\u0661" * 10, False),  # Arabic-Indic digits are not NIP digits
 ])
 def test_nip(nip, ok):
     assert numbers.is_valid_nip(nip) is ok
