@@ -360,8 +360,25 @@ def _load_xsd(path, base_dir):
                                              params={"reason": "remote_import", "url": location})
             if location:
                 _collect_meta(pathlib.Path(path).parent / location, types, repeatable, done)
+    _strip_regex_anchors(tree)
     _collect_meta_tree(tree, types, repeatable)
     return tree, types, repeatable
+
+
+def _strip_regex_anchors(tree):
+    """Drop ``^``/``$`` anchors from xsd:pattern values.
+
+    The auth schema wraps the NipVatUe and PeppolId patterns in ``^...$``. XSD regexes are
+    anchored implicitly and read ``^``/``$`` as literal characters, so valid identifiers would
+    fail, while KSeF itself treats them as anchors and accepts them.
+    """
+    for node in tree.iter("{%s}pattern" % _XSD):
+        value = node.get("value") or ""
+        fixed = value[1:] if value.startswith("^") else value
+        if fixed.endswith("$") and not fixed.endswith("\\$"):
+            fixed = fixed[:-1]
+        if fixed != value:
+            node.set("value", fixed)
 
 
 def _collect_meta(path, types, repeatable, done):
