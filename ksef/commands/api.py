@@ -293,9 +293,13 @@ def _allowed_ips(values):
 
 def _sandbox_issue_token(env, nip):
     import requests
-    resp = requests.post(env.root_url + "/_sandbox/tokens", json={
-        "nip": nip, "permissions": ["InvoiceRead", "InvoiceWrite", "CredentialsManage", "CredentialsRead",
-                                    "Introspection"], "description": "ksef CLI sandbox token"}, timeout=30)
+    try:
+        resp = requests.post(env.root_url + "/_sandbox/tokens", json={
+            "nip": nip, "permissions": ["InvoiceRead", "InvoiceWrite", "CredentialsManage", "CredentialsRead",
+                                        "Introspection"], "description": "ksef CLI sandbox token"}, timeout=30)
+    except requests.RequestException as exc:
+        raise KsefError("cannot reach the sandbox at %s (%s): is `python -m ksef sandbox` running?" % (
+            env.root_url, type(exc).__name__), code="cli_sandbox_unreachable") from None
     if resp.status_code >= 300:
         raise KsefError("the sandbox refused to issue a token (HTTP %s)" % resp.status_code, code="cli_sandbox_token")
     return resp.json()["token"]
