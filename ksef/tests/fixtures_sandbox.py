@@ -111,7 +111,11 @@ def sandbox_server():
     from ksef.sandbox import SandboxServer
 
     with tempfile.TemporaryDirectory(prefix="ksef-sandbox-") as data_dir:
-        server = SandboxServer(host="127.0.0.1", port=0, data_dir=data_dir, rate_limits="off").start()
+        # short processing times keep the suites fast; statuses 100/150/170 are still observable
+        config = {"auth_delay": 0.1, "invoice_delay": 0.1, "session_close_delay": 0.1, "export_delay": 0.1,
+                  "token_activation_delay": 0.2}
+        server = SandboxServer(host="127.0.0.1", port=0, data_dir=data_dir, rate_limits="off",
+                               config=config).start()
         try:
             yield server
         finally:
