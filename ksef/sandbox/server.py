@@ -61,7 +61,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         sandbox = self.server.sandbox
         limit = sandbox.config.max_part_bytes if path.startswith("/storage/batch/") else sandbox.config.max_body_bytes
         if length > limit:
-            self.close_connection = True
+            if length <= 4 * limit:  # drain it so that the client can read the answer
+                remaining = length
+                while remaining > 0:
+                    chunk = self.rfile.read(min(remaining, 1024 * 1024))
+                    if not chunk:
+                        break
+                    remaining -= len(chunk)
+            else:
+                self.close_connection = True
             raise Fail(413, detail="Treść żądania przekracza dozwolony rozmiar %d bajtów." % limit)
         if length > SPOOL_THRESHOLD:
             tmp_dir = os.path.join(sandbox.data_dir, "tmp")
