@@ -1,6 +1,7 @@
 """Sandbox business rules over raw HTTP: technical corrections, self-billing, attachments, TarGz batches,
 signed UPO, session expiry, QR verification pages, CLI seeding."""
 import io
+import re
 import tarfile
 import time
 
@@ -162,3 +163,35 @@ def test_cli_seed_into_a_data_dir_and_through_the_admin_api(tmp_path, sandbox, s
                  "--from-dir", str(samples_dir / "fa3" / "third-party-test-suite")]) == 0
     assert len(sandbox.invoices(buyer_nip=other)) == 2 + len(list((samples_dir / "fa3" /
                                                                   "third-party-test-suite").glob("*.xml")))
+
+
+@pytest.mark.parametrize("case", [
+    ("csharp_invoice-template-fa-2.xml", {"systemCode": "FA (2)", "schemaVersion": "1-0E", "value": "FA"}, "Vat"),
+    ("java_invoice-template-fa-rr-1.xml", {"systemCode": "FA_RR (1)", "schemaVersion": "1-1E", "value": "FA_RR"},
+     "VatRr"),
+])
+def test_fa2_and_fa_rr_sessions_and_metadata(sandbox, raw, seller, samples_dir, case):
+    sample, form, invoice_type = case
+    nip, access = seller
+    buyer = random_nip()
+    text = (samples_dir / "other" / sample).read_text(encoding="utf-8")
+    xml = (text.replace("#nip#", nip).replace("#buyer_nip#", buyer)
+           .replace("#invoice_number#", "FV/%s" % random_nip())).encode("utf-8")
+    ref, key, iv = raw.open_online(access, form=form)
+    status = raw.wait_invoice(access, ref, raw.send(access, ref, key, iv, xml).json()["referenceNumber"])
+    assert status["status"]["code"] == 200, status
+    # an FA(3) document in this session is a form mismatch (430)
+    wrong = raw.send(access, ref, key, iv, make_invoice(nip, buyer)).json()["referenceNumber"]
+    assert raw.wait_invoice(access, ref, wrong)["status"]["code"] == 430
+    sandbox.set_config(hwm_lag=0.0)
+    time.sleep(0.3)
+    found = raw.call("POST", "/invoices/query/metadata", access, json={
+        "subjectType": "Subject1", "ksefNumber": status["ksefNumber"],
+        "dateRange": {"dateType": "Invoicing", "from": time.strftime("%Y-%m-%dT00:00:00Z")}}).json()["invoices"]
+    assert len(found) == 1
+    meta = found[0]
+    assert meta["invoiceType"] == invoice_type and meta["formCode"] == form
+    expected_buyer = buyer if "#buyer_nip#" in text else re.search(
+        r"<Podmiot2>\s*<DaneIdentyfikacyjne>\s*<NIP>(\d{10})</NIP>", text).group(1)
+    assert meta["buyer"]["identifier"] == {"type": "Nip", "value": expected_buyer}
+    assert meta["grossAmount"] > 0 and meta["netAmount"] > 0
