@@ -298,3 +298,55 @@ def test_send_to_closed_session_is_refused(sandbox):
     with pytest.raises(BadRequestError) as info:
         resumed.send(invoice_xml(nip, "FV/C/1"))
     assert 21180 in info.value.exception_codes
+
+
+def test_technical_correction_of_rejected_offline_invoice(sandbox):
+    client = make_client(sandbox)
+    nip = client.context.value
+    good = invoice_xml(nip, "FV/TC/1")
+    rejected = good.replace(b"<P_2>", b"<P_2x>", 1).replace(b"</P_2>", b"</P_2x>", 1)
+    with client.open_online_session() as session:
+        bad = session.wait_for_invoice(session.send(rejected, offline_mode=True).reference_number)
+        assert bad.status_code == 430
+        fixed = session.send(good, offline_mode=True, hash_of_corrected_invoice=crypto.sha256_b64(rejected))
+        result = session.wait_for_invoice(fixed.reference_number)
+        assert result.is_success
+        # a second correction of the same original is refused by KSeF (21166), the accepted one too (21167)
+        with pytest.raises(BadRequestError) as info:
+            session.send(invoice_xml(nip, "FV/TC/2"), offline_mode=True,
+                         hash_of_corrected_invoice=crypto.sha256_b64(rejected))
+        assert 21166 in info.value.exception_codes
+        with pytest.raises(BadRequestError) as info:
+            session.send(invoice_xml(nip, "FV/TC/3"), offline_mode=True,
+                         hash_of_corrected_invoice=crypto.sha256_b64(good))
+        assert 21167 in info.value.exception_codes
+    meta = [m for m in sandbox.invoices(session_reference_number=session.reference_number)]
+    assert len(meta) == 1
+
+
+def test_problem_details_error_format(sandbox):
+    client = make_client(sandbox, problem_details=True)
+    client.authenticate()
+    with pytest.raises(BadRequestError) as info:
+        client.session("20250101-SO-0000000000-0000000000-00").status()
+    assert info.value.exception_codes and info.value.details
+    with pytest.raises(BadRequestError) as info:
+        client.query_invoice_metadata({"subjectType": "Subject2", "dateRange": {"dateType": "Nope"}})
+    assert 21405 in info.value.exception_codes
+
+
+def test_presigned_urls_get_no_bearer_token(sandbox):
+    client = make_client(sandbox)
+    client.authenticate()
+    seen = []
+    client.transport.http.hooks["response"].append(
+        lambda r, *a, **k: seen.append((r.request.url, r.request.headers.get("Authorization"))))
+    nip = client.context.value
+    result = client.send_batch([invoice_xml(nip, "FV/PS/%d" % i) for i in range(2)], timeout=60)
+    session = result.sessions[0]
+    session.session_upo()
+    session.invoice_upo(result.accepted[0].reference_number)
+    storage = [(u, a) for u, a in seen if "/storage/" in u]
+    assert len(storage) >= 3                        # part upload, session UPO, invoice UPO
+    assert all(a is None for _u, a in storage)
+    assert all(a and a.startswith("Bearer ") for u, a in seen if "/v2/sessions" in u)
