@@ -1,11 +1,11 @@
 """Sending invoices: online and batch sessions, invoice processing, statuses, UPO."""
 import datetime
 import hashlib
-import io
 import json
 import logging
 import os
 import re
+import shutil
 import tarfile
 import time
 import zipfile
@@ -866,32 +866,47 @@ class InvoicingMixin:
             session["status"] = _status(BATCH_STATUS, status, details)
             session["dateUpdated"] = iso(now())
             self._save_session(session)
+        shutil.rmtree(self._batch_dir(ref), ignore_errors=True)  # parts are no longer needed
         _logger.info("batch session %s processed in %.1f s: status %s", ref, time.time() - started, status)
 
     def _run_batch(self, session):
+        """Verify, decrypt and unpack the parts (streamed through a temporary file), then process each file."""
         ref = session["referenceNumber"]
         batch = session["batch"]
         directory = self._batch_dir(ref)
-        blobs = []
-        for part in batch["parts"]:
-            with open(os.path.join(directory, "%d.bin" % part["ordinalNumber"]), "rb") as fh:
-                data = fh.read()
-            if crypto.sha256_b64(data) != part["fileHash"]:
-                return 405, ["Skrót części %d nie zgadza się z zadeklarowanym." % part["ordinalNumber"]]
-            blobs.append(data)
         key, iv = bytes.fromhex(session["key"]), bytes.fromhex(session["iv"])
-        plain = []
-        for number, data in enumerate(blobs, 1):
-            try:
-                plain.append(crypto.aes_cbc_decrypt(key, iv, data))
-            except ValueError:
-                return 435, ["Nie udało się odszyfrować części %d." % number]
-        archive = b"".join(plain)
-        del plain, blobs
-        if len(archive) != batch["fileSize"] or crypto.sha256_b64(archive) != batch["fileHash"]:
+        archive_path = os.path.join(directory, "archive.bin")
+        whole = hashlib.sha256()
+        size = 0
+        with open(archive_path, "wb") as out:
+            for part in batch["parts"]:
+                path = os.path.join(directory, "%d.bin" % part["ordinalNumber"])
+                digest = hashlib.sha256()
+                with open(path, "rb") as fh:
+                    for chunk in iter(lambda fh=fh: fh.read(1024 * 1024), b""):
+                        digest.update(chunk)
+                if crypto.b64encode(digest.digest()) != part["fileHash"]:
+                    return 405, ["Skrót części %d nie zgadza się z zadeklarowanym." % part["ordinalNumber"]]
+                if os.path.getsize(path) % 16:
+                    return 435, ["Nie udało się odszyfrować części %d." % part["ordinalNumber"]]
+                decryptor = crypto.AesCbcStreamDecryptor(key, iv)
+                try:
+                    with open(path, "rb") as fh:
+                        for chunk in iter(lambda fh=fh: fh.read(1024 * 1024), b""):
+                            plain = decryptor.update(chunk)
+                            whole.update(plain)
+                            size += len(plain)
+                            out.write(plain)
+                    plain = decryptor.finalize()
+                except ValueError:
+                    return 435, ["Nie udało się odszyfrować części %d." % part["ordinalNumber"]]
+                whole.update(plain)
+                size += len(plain)
+                out.write(plain)
+        if size != batch["fileSize"] or crypto.b64encode(whole.digest()) != batch["fileHash"]:
             return 405, ["Rozmiar lub skrót paczki nie zgadza się z zadeklarowanym."]
         try:
-            entries = list(_archive_entries(archive, batch["compressionType"]))
+            entries = list(_archive_entries(archive_path, batch["compressionType"]))
         except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError, ValueError) as exc:
             return 430, ["Nie udało się rozpakować archiwum: %s" % str(exc)[:200]]
         if not entries:
@@ -934,17 +949,22 @@ class InvoicingMixin:
         self.resume_exports()
 
 
-def _archive_entries(archive, compression):
-    """``[(name, reader)]`` of the XML files in the archive (directories skipped)."""
+def _archive_entries(path, compression):
+    """``[(name, reader)]`` of the files in the archive at ``path`` (directories skipped)."""
     if compression == "TarGz":
-        tar = tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz")
+        tar = tarfile.open(path, mode="r:gz")
         out = []
         for member in tar.getmembers():
             if member.isfile():
-                out.append((member.name, (lambda m=member: tar.extractfile(m).read())))
+                out.append((member.name, (lambda m=member: tar.extractfile(m).read(MAX_INVOICE_ATTACHMENT + 1))))
         return out
-    zf = zipfile.ZipFile(io.BytesIO(archive))
-    return [(info.filename, (lambda i=info: zf.read(i))) for info in zf.infolist() if not info.is_dir()]
+    zf = zipfile.ZipFile(path)
+    return [(info.filename, (lambda i=info: _zip_read(zf, i))) for info in zf.infolist() if not info.is_dir()]
+
+
+def _zip_read(zf, info):
+    with zf.open(info) as fh:
+        return fh.read(MAX_INVOICE_ATTACHMENT + 1)  # larger files are rejected (430) without inflating them
 
 
 def _drop_none(d):
