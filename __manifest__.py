@@ -9,4 +9,17 @@
     'countries': ['pl'],
     'depends': ['account', 'l10n_pl', 'certificate'],
     'external_dependencies': {'python': ['xmlschema', 'qrcode']},
+    'data': [
+        'security/l10n_pl_ksef_groups.xml',
+        'security/ir.model.access.csv',
+        'security/l10n_pl_ksef_security.xml',
+        'views/account_tax_views.xml',
+        'views/res_config_settings_views.xml',
+    ],
+    'assets': {
+        'web.assets_backend': [
+            'l10n_pl_ksef/static/src/**/*',
+        ],
+    },
+    'post_init_hook': '_l10n_pl_ksef_post_init',
 }

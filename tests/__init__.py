@@ -1,1 +1,4 @@
 from . import test_install
+from . import test_security
+from . import test_settings
+from . import test_tax_rate_codes
