@@ -18,6 +18,7 @@ from ..errors import (
     ForbiddenError,
     GoneError,
     OperationFailed,
+    ServerError,
     TransportError,
 )
 from . import keys
@@ -248,7 +249,15 @@ class KsefClient:
         self.transport.secrets.add(*credential.secrets())
         with self._lock:
             for attempt in range(2):
-                init = self._init_authentication(credential, context)
+                try:
+                    init = self._init_authentication(credential, context)
+                except (TransportError, ServerError) as exc:
+                    # an auth attempt has no business effect: start over with a fresh challenge once
+                    if attempt or not (getattr(exc, "ambiguous", False) or isinstance(exc, ServerError)):
+                        raise
+                    _logger.warning("KSeF authentication request failed (%s): retrying with a new challenge",
+                                    exc.code)
+                    continue
                 reference = init["referenceNumber"]
                 auth_token = init["authenticationToken"]["token"]
                 self.transport.secrets.add(auth_token)
@@ -257,7 +266,7 @@ class KsefClient:
                 self.wait_for_authentication(reference, auth_token)
                 try:
                     tokens = self._redeem(auth_token, reference, context, credential.method)
-                except (TransportError, BadRequestError) as exc:
+                except (TransportError, ServerError, BadRequestError) as exc:
                     # an ambiguous redeem may have consumed the one-time redeem (then 21301): log in again
                     if attempt or not (getattr(exc, "ambiguous", False) or 21301 in exc.exception_codes):
                         raise
@@ -284,7 +293,8 @@ class KsefClient:
                         "encryptedToken": encrypted, "publicKeyId": cert.public_key_id}
                 if self.authorization_policy:
                     body["authorizationPolicy"] = self.authorization_policy
-                return self._public("POST", "/auth/ksef-token", json_body=body, safe=True,
+                # the challenge is single-use: an ambiguous failure restarts the login (authenticate())
+                return self._public("POST", "/auth/ksef-token", json_body=body, safe=False,
                                     required=("referenceNumber", "authenticationToken")).data
             return self.with_public_key(keys.KSEF_TOKEN_ENCRYPTION, send)
         if isinstance(credential, CertificateCredential):
@@ -298,9 +308,9 @@ class KsefClient:
             params = None
             if credential.verify_certificate_chain is not None:
                 params = {"verifyCertificateChain": "true" if credential.verify_certificate_chain else "false"}
-            # a retry repeats an auth *attempt* (no business effect): safe
+            # the challenge is single-use: an ambiguous failure restarts the login (authenticate())
             return self._public("POST", "/auth/xades-signature", data=signed, content_type="application/xml",
-                                params=params, safe=True, required=("referenceNumber", "authenticationToken")).data
+                                params=params, safe=False, required=("referenceNumber", "authenticationToken")).data
         raise CredentialError("unsupported credential %r" % type(credential).__name__, code="credential_unsupported")
 
     def authentication_status(self, reference_number, authentication_token):

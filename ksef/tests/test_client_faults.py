@@ -65,7 +65,9 @@ def test_malformed_send_answer_is_resolved_by_hash(sandbox, client):
     assert len(_stored(sandbox, session)) == 1
 
 
-def test_unresolvable_send_stays_pending_and_resolves_later(sandbox, client):
+def test_unresolvable_send_stays_pending_and_resolves_later(sandbox):
+    client = make_client(sandbox, timeout=(5, 1.5), retries=1)
+    client.authenticate()
     nip = client.context.value
     session = client.open_online_session()
     xml = invoice_xml(nip, "FV/P/1")
@@ -191,3 +193,13 @@ def test_slow_upo_is_awaited(sandbox, client):
     assert b"Potwierdzenie" in upo
     assert time.monotonic() - started >= 0.5
     session.close()
+
+
+def test_ambiguous_login_restarts_with_fresh_challenge(sandbox):
+    c = make_client(sandbox, timeout=(5, 1.5))
+    sandbox.set_faults(type="timeout_after_store", path=r"/auth/ksef-token$", method="POST", seconds=3, count=1)
+    tokens = c.authenticate()
+    assert tokens.access_valid()
+    assert c.stats["calls:public"] >= 8             # two challenges and two token posts
+    sandbox.set_faults(type="error", status=502, path=r"/auth/token/redeem$", method="POST", when="after", count=1)
+    assert make_client(sandbox, c.context.value, token=c.credential.token).authenticate().access_valid()
