@@ -106,10 +106,15 @@ class KsefClient:
         if credential is not None:
             self.transport.secrets.add(*credential.secrets())
         if tokens:
-            self._tokens = tokens if isinstance(tokens, AuthTokens) else AuthTokens.from_dict(tokens)
-            self.transport.secrets.add(*self._tokens.secrets())
-            if self.context is None and self._tokens.context is not None:
-                self.context = self._tokens.context
+            restored = tokens if isinstance(tokens, AuthTokens) else AuthTokens.from_dict(tokens)
+            self.transport.secrets.add(*restored.secrets())
+            if self.context is not None and restored.context is not None and restored.context != self.context:
+                _logger.info("stored KSeF tokens belong to context %s, not %s: ignored", restored.context,
+                             self.context)
+            else:
+                self._tokens = restored
+                if self.context is None:
+                    self.context = restored.context
         self._latarnia = None
 
     def __repr__(self):
@@ -272,6 +277,7 @@ class KsefClient:
                         raise
                     _logger.warning("KSeF token redeem failed ambiguously (%s): authenticating again", exc.code)
                     continue
+                self.context = context
                 self.set_tokens(tokens)
                 _logger.info("authenticated in KSeF %s context %s (%s)", self.environment.name, context,
                              credential.method)

@@ -350,3 +350,13 @@ def test_presigned_urls_get_no_bearer_token(sandbox):
     assert len(storage) >= 3                        # part upload, session UPO, invoice UPO
     assert all(a is None for _u, a in storage)
     assert all(a and a.startswith("Bearer ") for u, a in seen if "/v2/sessions" in u)
+
+
+def test_tokens_of_another_context_are_not_used(sandbox):
+    client = make_client(sandbox)
+    client.authenticate()
+    nip = random_nip()
+    other = make_client(sandbox, nip, token=sandbox.create_token(nip), tokens=client.export_tokens())
+    assert other.tokens is None
+    other.authenticate()
+    assert other.tokens.context == other.context != client.context
