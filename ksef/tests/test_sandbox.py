@@ -450,3 +450,19 @@ def test_persistence_across_restart(tmp_path):
         assert handle.public_certificates() == keys
         from ksef.tests.fixtures_sandbox import RawKsef
         assert RawKsef(handle.api_url).login(buyer, token)["accessToken"]["token"]
+
+
+def test_batch_part_hash_mismatch_405_and_no_valid_invoice_445(sandbox, raw, seller):
+    nip, access = seller
+    opened, encrypted = _open_batch(raw, access, _zip({"a.xml": make_invoice(nip, random_nip())}), parts=1)
+    tampered = bytes([encrypted[0][0] ^ 1]) + encrypted[0][1:]
+    requests.put(opened["partUploadRequests"][0]["url"], data=tampered, timeout=30)
+    raw.call("POST", "/sessions/batch/%s/close" % opened["referenceNumber"], access)
+    assert raw.wait_session(access, opened["referenceNumber"])["status"]["code"] == 405
+    opened, encrypted = _open_batch(raw, access, _zip({"a.xml": make_invoice(random_nip(), random_nip())}), parts=1)
+    requests.put(opened["partUploadRequests"][0]["url"], data=encrypted[0], timeout=30)
+    raw.call("POST", "/sessions/batch/%s/close" % opened["referenceNumber"], access)
+    status = raw.wait_session(access, opened["referenceNumber"])
+    assert status["status"]["code"] == 445 and status["failedInvoiceCount"] == 1
+    again = raw.call("POST", "/sessions/batch/%s/close" % opened["referenceNumber"], access)
+    assert again.status_code == 400 and _exception_code(again) == 21180
