@@ -101,6 +101,8 @@ What is emulated
 * Rate limits: the official table per (context, client IP) and group, three sliding windows, public endpoints
   per IP, 429 + ``Retry-After`` + the documented body (or problem+json with ``X-Error-Format``); ``GET
   /rate-limits`` reflects the configuration. Limits (``/limits/context|subject``) with the official values.
+* ``POST /permissions/query/personal/grants``: the caller's grants in the current context (from
+  ``/testdata/permissions`` or ``/_sandbox/grants``; an owner's implicit rights are not grants).
 * ``/testdata/permissions`` (+revoke), ``/testdata/attachment`` (+revoke), ``/testdata/rate-limits``
   (+production, DELETE); ``/testdata/subject|person`` accept and do nothing.
 * Bad JSON -> 400 21405, unknown path -> 404, oversized body -> 413, ``X-Test-System-Warning`` echoed as
@@ -109,11 +111,11 @@ What is emulated
 Not emulated
 ============
 
-Permissions API (``/permissions/*``), KSeF certificates (``/certificates/*``), PEF/PEF_KOR and Peppol, the
-``/peppol`` query, collective identifiers (2.7), OCSP/CRL, deceased persons/blocked contexts (470/480), growing
-block times after repeated 429s, the 20:00-06:00 download limits, real MF keys/signatures (UPOs are signed with
-the sandbox's own seal only on request). Technical-correction hashes that match no stored invoice are accepted
-without a link. A 429 does not count against the window.
+The rest of the permissions API (grants, revocations, other queries), KSeF certificates (``/certificates/*``),
+PEF/PEF_KOR and Peppol, the ``/peppol`` query, collective identifiers (2.7), OCSP/CRL, deceased persons and
+blocked contexts (470/480), growing block times after repeated 429s, the 20:00-06:00 download limits, real MF
+keys and signatures (UPOs are signed with the sandbox's own seal only on request). Technical-correction hashes
+that match no stored invoice are accepted without a link. A 429 does not count against the window.
 """
 from .app import Sandbox, SandboxConfig
 from .server import SandboxServer

@@ -6,6 +6,7 @@ import json
 import logging
 import time
 import urllib.parse
+import uuid
 
 from .. import crypto
 from .http import Fail, Response
@@ -173,8 +174,37 @@ class AdminMixin:
     def grant(self, context, subject, permissions):
         with self.store.tx() as c:
             for perm in permissions:
-                c.execute("INSERT OR IGNORE INTO grants (context, subject, permission) VALUES (?, ?, ?)",
-                          (context, subject, perm))
+                c.execute("INSERT OR IGNORE INTO grants (context, subject, permission, created) VALUES (?, ?, ?, ?)",
+                          (context, subject, perm, iso(now())))
+
+    def h_personal_permissions(self, req, ctx):
+        """``POST /permissions/query/personal/grants``: permissions granted to the caller in this context."""
+        from .app import _int_arg
+        page_size = _int_arg(req, "pageSize", 10, 10, 100)
+        page = _int_arg(req, "pageOffset", 0, 0, 2 ** 31 - 1)
+        body = req.json() if req.body else {}
+        types = body.get("permissionTypes") or None
+        state = body.get("permissionState")
+        if state not in (None, "Active", "Inactive"):
+            raise Fail(400, 21405, details=["permissionState musi być Active albo Inactive."])
+        wanted_ctx = (body.get("contextIdentifier") or {}).get("value")
+        subject = (ctx.get("sub") or {}).get("value")
+        rows = self.store.q("SELECT context, permission, created FROM grants WHERE subject=? AND context=? "
+                            "AND permission NOT IN ('SelfInvoicing', 'Attachment') ORDER BY created DESC, permission",
+                            (subject, ctx["ctx"]["value"]))
+        items = []
+        for context, permission, created in rows:
+            if (types and permission not in types) or state == "Inactive":
+                continue
+            if wanted_ctx and wanted_ctx != context:
+                continue
+            ident = uuid.uuid5(uuid.NAMESPACE_URL, "ksef-sandbox:%s:%s:%s" % (context, subject, permission))
+            items.append({"id": str(ident), "contextIdentifier": {"type": ctx["ctx"]["type"], "value": context},
+                          "permissionScope": permission, "description": "Uprawnienie nadane w sandboxie",
+                          "permissionState": "Active", "startDate": created or iso(now()), "canDelegate": False})
+        start = page * page_size
+        return Response.json({"permissions": items[start:start + page_size],
+                              "hasMore": len(items) > start + page_size})
 
     # -- QR verification pages ----------------------------------------------------------------
     def qr(self, req, path):

@@ -192,6 +192,7 @@ class Sandbox(AdminMixin, XadesAuthMixin, InvoicingMixin, ReceivingMixin):
             R("POST", "/invoices/query/metadata", self.h_query_metadata, "invoiceMetadata", "access", READ_PERMS),
             R("POST", "/invoices/exports", self.h_export_create, "invoiceExport", "access", READ_PERMS),
             R("GET", "/invoices/exports/{ref}", self.h_export_status, "invoiceExportStatus", "access", READ_PERMS),
+            R("POST", "/permissions/query/personal/grants", self.h_personal_permissions, "other", "access"),
             R("GET", "/rate-limits", self.h_rate_limits, "other", "access"),
             R("GET", "/limits/context", self.h_limits_context, "other", "access"),
             R("GET", "/limits/subject", self.h_limits_subject, "other", "access"),

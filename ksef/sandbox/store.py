@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, data BLOB NOT NULL, hash
 CREATE TABLE IF NOT EXISTS exports (
     ref TEXT PRIMARY KEY, context TEXT NOT NULL, created TEXT NOT NULL, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS grants (
-    context TEXT NOT NULL, subject TEXT NOT NULL, permission TEXT NOT NULL,
+    context TEXT NOT NULL, subject TEXT NOT NULL, permission TEXT NOT NULL, created TEXT,
     PRIMARY KEY (context, subject, permission));
 """
 
@@ -70,6 +70,9 @@ class Store:
         self._all_lock = threading.Lock()
         conn = self.conn()
         conn.executescript(SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(grants)")}
+        if "created" not in columns:  # data directories of the first sandbox version
+            conn.execute("ALTER TABLE grants ADD COLUMN created TEXT")
 
     # -- connections --------------------------------------------------------------------
     def conn(self):

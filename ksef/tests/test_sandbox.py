@@ -201,6 +201,12 @@ def test_xades_without_permissions_ends_in_415_until_granted(sandbox, raw):
     sandbox.grant(context, person_nip, ["InvoiceRead"])
     init = raw.login_xades(context, key, cert).json()
     assert raw.wait_auth(init)["status"]["code"] == 200
+    access = raw.redeem(init)["accessToken"]["token"]
+    grants = raw.call("POST", "/permissions/query/personal/grants?pageSize=10", access, json={}).json()
+    assert [g["permissionScope"] for g in grants["permissions"]] == ["InvoiceRead"] and not grants["hasMore"]
+    assert grants["permissions"][0]["contextIdentifier"] == {"type": "Nip", "value": context}
+    denied = raw.call("POST", "/sessions/online", access, json={})
+    assert denied.status_code == 403
 
 
 # --------------------------------------------------------------------------------------------

@@ -101,6 +101,12 @@ def _scripted_flow(sandbox, api, samples_dir):
     raw.call("GET", "/rate-limits", owner_access)
     raw.call("GET", "/limits/context", owner_access)
     raw.call("GET", "/limits/subject", owner_access)
+    person = random_nip()
+    pkey, pcert = crypto.generate_self_signed_certificate(nip=person, given_name="Anna", surname="Nowak")
+    sandbox.grant(seller, person, ["InvoiceRead", "Introspection"])
+    pinit = raw.login_xades(seller, pkey, pcert).json()
+    raw.wait_auth(pinit)
+    raw.call("POST", "/permissions/query/personal/grants", raw.redeem(pinit)["accessToken"]["token"], json={})
     # KSeF-token login with the new token
     access = raw.login(seller, created["token"])["accessToken"]["token"]
     raw.call("POST", "/auth/token/redeem", init["authenticationToken"]["token"])  # 400 21301
