@@ -195,3 +195,22 @@ def test_fa2_and_fa_rr_sessions_and_metadata(sandbox, raw, seller, samples_dir, 
         r"<Podmiot2>\s*<DaneIdentyfikacyjne>\s*<NIP>(\d{10})</NIP>", text).group(1)
     assert meta["buyer"]["identifier"] == {"type": "Nip", "value": expected_buyer}
     assert meta["grossAmount"] > 0 and meta["netAmount"] > 0
+
+
+def test_prd_like_mode_checks_nip_checksums_and_refuses_fa2(sandbox, raw, seller):
+    nip, access = seller
+    ref, key, iv = raw.open_online(access)
+    bad_buyer = "1234567890"  # matches the NIP pattern, wrong checksum
+    lenient = raw.send(access, ref, key, iv, make_invoice(nip, bad_buyer)).json()["referenceNumber"]
+    assert raw.wait_invoice(access, ref, lenient)["status"]["code"] == 200  # TEST does not check checksums
+    sandbox.set_config(prd_like=True)
+    strict = raw.send(access, ref, key, iv, make_invoice(nip, bad_buyer)).json()["referenceNumber"]
+    status = raw.wait_invoice(access, ref, strict)["status"]
+    assert status["code"] == 450 and "1234567890" in status["details"][0]
+    key2, iv2 = crypto.new_symmetric_key()
+    cert, key_id = raw.key("SymmetricKeyEncryption")
+    resp = raw.call("POST", "/sessions/online", access, json={
+        "formCode": {"systemCode": "FA (2)", "schemaVersion": "1-0E", "value": "FA"},
+        "encryption": {"encryptedSymmetricKey": crypto.b64encode(crypto.rsa_oaep_encrypt(cert, key2)),
+                       "initializationVector": crypto.b64encode(iv2), "publicKeyId": key_id}})
+    assert resp.status_code == 400 and _code(resp) == 21405
