@@ -1,9 +1,10 @@
 """KSeF environments: API base, status service ("Latarnia") base and QR verification base.
 
 Known names (DIGEST §1): ``test``, ``demo``, ``prod`` (alias ``production``), and ``sandbox`` — the
-local sandbox (``python -m ksef sandbox``), by default on ``http://127.0.0.1:8765``. Any URL is also
-accepted: a URL equal to a known API base maps to that environment; any other URL is treated as a
-sandbox root (``/v2``, ``/latarnia`` and ``/qr`` are derived from it; a trailing ``/v2`` is stripped).
+local sandbox (``python -m ksef sandbox``), by default on ``http://127.0.0.1:8765`` (or
+``$KSEF_SANDBOX_URL``). Any URL is also accepted: a URL equal to a known API base maps to that
+environment; any other URL is treated as a sandbox root (``/v2``, ``/latarnia`` and ``/qr`` are derived
+from it; a trailing ``/v2`` is stripped).
 """
 import os
 import re
