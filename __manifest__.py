@@ -13,8 +13,14 @@
         'security/l10n_pl_ksef_groups.xml',
         'security/ir.model.access.csv',
         'security/l10n_pl_ksef_security.xml',
+        'data/ir_cron.xml',
+        'wizards/l10n_pl_ksef_offline_mode_views.xml',
+        'views/account_move_views.xml',
+        'views/l10n_pl_ksef_transmission_views.xml',
         'views/account_tax_views.xml',
         'views/res_config_settings_views.xml',
+        'report/account_move_reports.xml',
+        'report/account_move_templates.xml',
     ],
     'assets': {
         'web.assets_backend': [
