@@ -35,6 +35,7 @@ import pathlib
 import re
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -288,6 +289,8 @@ def fetch_schemas(cache_dir=None, base_url=None, force=False, timeout=30, pin_fi
 
 
 _verified_dirs = set()
+_failed_fetch = {}  # cache dir -> (monotonic time, error) of the last failed download
+FETCH_RETRY_SECONDS = 300
 _state_lock = threading.RLock()
 
 
@@ -310,7 +313,16 @@ def schema_location(schema_dir=None, cache_dir=None, download=True):
                     raise SchemaUnavailableError(
                         "KSeF schemas are not in %s (%d file(s) missing or damaged); run `ksef schemas fetch`"
                         % (target, len(bad)), params={"reason": "not_cached", "path": str(target)})
-                fetch_schemas(target)
+                # Offline machines must not pay for a download attempt on every validation.
+                failed = _failed_fetch.get(str(target))
+                if failed and time.monotonic() - failed[0] < FETCH_RETRY_SECONDS:
+                    raise failed[1]
+                try:
+                    fetch_schemas(target)
+                except SchemaUnavailableError as exc:
+                    _failed_fetch[str(target)] = (time.monotonic(), exc)
+                    raise
+                _failed_fetch.pop(str(target), None)
             _verified_dirs.add(str(target))
     return target, "cache"
 
@@ -457,6 +469,7 @@ def clear_cache():
     with _state_lock:
         _compiled.clear()
         _verified_dirs.clear()
+        _failed_fetch.clear()
         _pins_cache.clear()
         _auth20.clear()
 

@@ -347,3 +347,33 @@ def test_cli_fetch(mirror, tmp_path, capsys):
     assert "schema files verified" in out
     assert json.loads(json.dumps(schemas.verify_schemas(cache)))
     assert pathlib.Path(cache, "FA", "schemat_FA(3)_v1-0E.xsd").is_file()
+
+
+def test_failed_download_is_not_retried_on_every_validation(tmp_path, monkeypatch, mirror):
+    """Offline machines pay for one download attempt per FETCH_RETRY_SECONDS, not one per invoice."""
+    root, base = mirror
+    monkeypatch.delenv("KSEF_SCHEMA_DIR", raising=False)
+    monkeypatch.setenv("KSEF_SCHEMA_BASE_URL", base)
+    shutil.rmtree(root / "faktury" / "upo")
+    calls = []
+    real_fetch = schemas.fetch_schemas
+
+    def counting_fetch(*args, **kwargs):
+        calls.append(1)
+        return real_fetch(*args, **kwargs)
+
+    monkeypatch.setattr(schemas, "fetch_schemas", counting_fetch)
+    cache = tmp_path / "offline-cache"
+    schemas.clear_cache()
+    try:
+        for _ in range(3):
+            with pytest.raises(SchemaUnavailableError) as err:
+                schemas.schema_location(cache_dir=cache)
+            assert err.value.params["reason"] == "download_failed"
+        assert len(calls) == 1
+        monkeypatch.setattr(schemas, "FETCH_RETRY_SECONDS", 0)
+        with pytest.raises(SchemaUnavailableError):
+            schemas.schema_location(cache_dir=cache)
+        assert len(calls) == 2
+    finally:
+        schemas.clear_cache()
