@@ -220,7 +220,7 @@ class ResCompany(models.Model):
         if permissions is None:
             if self.ksef_auth_state != 'authorized' or not self.ksef_permissions:
                 return False
-            permissions = self.ksef_permissions.split(',')
+            permissions = [p.strip() for p in self.ksef_permissions.split(',')]
         missing = [p for p in _REQUIRED_PERMISSIONS if p not in permissions]
         lines = []
         if 'InvoiceWrite' in missing:
@@ -267,7 +267,7 @@ class ResCompany(models.Model):
         self._ksef_check_manager()
         company = self.sudo()
         try:
-            client = company._ksef_get_client(authenticate=True, timeout=(10, 30), auth_timeout=60)
+            client = company._ksef_get_client(force_login=True, timeout=(10, 30), auth_timeout=60)
             permissions = client.current_permissions()
         except (ksef_errors.KsefError, UserError, RedirectWarning) as exc:
             message = company._ksef_error_message(exc) if isinstance(exc, ksef_errors.KsefError) else exc.args[0]
@@ -366,7 +366,8 @@ class ResCompany(models.Model):
         vals = {'ksef_auth_state': state, 'ksef_auth_message': message or False}
         if state == 'authorized':
             vals['ksef_auth_date'] = fields.Datetime.now()
-            vals['ksef_permissions'] = ",".join(sorted(permissions or []))
+            if permissions is not None:
+                vals['ksef_permissions'] = ", ".join(sorted(permissions))
         elif state == 'not_configured':
             vals['ksef_permissions'] = False
         for company in self.sudo():
@@ -480,13 +481,16 @@ class ResCompany(models.Model):
         text = "|".join((environment.api_url, self.sudo().ksef_context_nip or '', credential.method, secret))
         return hashlib.sha256(text.encode('utf-8')).hexdigest()
 
-    def _ksef_get_client(self, authenticate=False, **client_kwargs):
+    def _ksef_get_client(self, authenticate=True, force_login=False, **client_kwargs):
         """A :class:`ksef.client.KsefClient` for the company, authenticated on demand.
 
         The access/refresh tokens live server-side (``l10n_pl_ksef.auth_token``, manager-only) and are
         restored, refreshed and saved through the client's ``on_tokens_changed`` callback. With
-        ``authenticate=True`` a valid access token is obtained right away while holding a per-company
-        lock, so that concurrent workers reuse one login instead of each logging in.
+        ``authenticate=True`` (default) a valid access token is obtained right away while holding a
+        per-company lock, so that concurrent workers reuse one login instead of each logging in; a
+        refused credential is recorded as the company's authorization error (settings, top bar).
+        ``authenticate=False`` only restores the stored tokens (the client logs in lazily, unlocked).
+        ``force_login=True`` ignores the stored tokens and logs in again (the settings' Authorize button).
 
         Raises ``RedirectWarning`` (to the settings) when KSeF is not configured, ``UserError`` when the
         credential cannot be loaded, and :class:`ksef.errors.KsefError` subclasses for KSeF failures
@@ -514,14 +518,24 @@ class ResCompany(models.Model):
                 client.set_tokens(state, notify=False)
             return client
         with store._ksef_locked(company.id) as cr:
-            state = store._ksef_load(cr, company.id, fingerprint)
+            state = None if force_login else store._ksef_load(cr, company.id, fingerprint)
             if state:
                 client.set_tokens(state, notify=False)
             saver.cursor = cr
             try:
-                client.access_token()
+                logged_in = not (client.tokens and client.tokens.access_valid(client.refresh_margin))
+                if force_login:
+                    client.authenticate()
+                else:
+                    client.access_token()
+            except (ksef_errors.CredentialError, ksef_errors.AuthenticationError) as exc:
+                # the credential itself was refused: show it in the settings and the top bar
+                company._ksef_set_auth_state('error', self._ksef_error_message(exc))
+                raise
             finally:
                 saver.cursor = None
+        if logged_in and company.ksef_auth_state != 'authorized':
+            company._ksef_set_auth_state('authorized')
         return client
 
     def _ksef_offline_signer(self):

@@ -42,6 +42,12 @@ class ResConfigSettings(models.TransientModel):
         related='company_id.ksef_auth_certificate_id', readonly=False, groups=_MANAGER)
     ksef_offline_certificate_id = fields.Many2one(
         related='company_id.ksef_offline_certificate_id', readonly=False, groups=_MANAGER)
+    ksef_auth_certificate_date_end = fields.Datetime(
+        string="Authentication Certificate Expiry", related='company_id.ksef_auth_certificate_id.date_end',
+        groups=_MANAGER)
+    ksef_offline_certificate_date_end = fields.Datetime(
+        string="Offline Certificate Expiry", related='company_id.ksef_offline_certificate_id.date_end',
+        groups=_MANAGER)
 
     # Write-only inputs: never filled from the database, applied to the company when saved.
     ksef_token_input = fields.Char(
@@ -195,4 +201,5 @@ class ResConfigSettings(models.TransientModel):
         return self._ksef_reload()
 
     def _ksef_reload(self):
-        return {'type': 'ir.actions.client', 'tag': 'reload'}
+        # nothing to open: the settings form reloads its record and shows the new status
+        return False

@@ -8,6 +8,7 @@ from odoo.exceptions import RedirectWarning, UserError, ValidationError
 from odoo.tests import tagged
 
 from odoo.addons.l10n_pl_ksef.ksef import crypto as ksef_crypto
+from odoo.addons.l10n_pl_ksef.ksef.client import AuthenticationFailed
 from odoo.addons.l10n_pl_ksef.tests.common import TestKsefCommon, random_nip
 
 
@@ -24,7 +25,7 @@ class TestKsefSettings(TestKsefCommon):
         self.assertTrue(company.action_ksef_authorize())
         self.assertEqual(company.ksef_auth_state, 'authorized')
         self.assertFalse(company.ksef_auth_message)
-        self.assertEqual(company.ksef_permissions.split(','), ['InvoiceRead', 'InvoiceWrite'])
+        self.assertEqual(company.ksef_permissions, 'InvoiceRead, InvoiceWrite')
         self.assertFalse(company.ksef_permission_warning)
         self.assertTrue(company.ksef_auth_date)
         stored = self.env['l10n_pl_ksef.auth_token'].sudo().search([('company_id', '=', company.id)])
@@ -49,6 +50,40 @@ class TestKsefSettings(TestKsefCommon):
         client = company._ksef_get_client(authenticate=True)
         self.assertGreater(client.stats.get('calls:public', 0), 0, "a new login was expected")
         self.assertNotEqual(client.tokens.access_token, first['accessToken']['token'])
+
+    def test_authorize_forces_a_new_login(self):
+        company = self.ksef_company
+        store = self.env['l10n_pl_ksef.auth_token'].sudo()
+        company.action_ksef_authorize()
+        first = store.search([('company_id', '=', company.id)]).tokens['accessToken']['token']
+        company.action_ksef_authorize()
+        store.invalidate_model()
+        second = store.search([('company_id', '=', company.id)]).tokens['accessToken']['token']
+        self.assertNotEqual(first, second)
+
+    def test_get_client_records_a_refused_credential(self):
+        company = self.ksef_company
+        company.sudo().ksef_token = 'refused-token-%s' % random_nip()
+        # (not assertRaises: its savepoint would roll the recorded state back; callers such as the
+        # sending cron catch the error and keep the transaction)
+        try:
+            company._ksef_get_client()
+            self.fail("the refused token should raise")
+        except AuthenticationFailed:
+            pass
+        self.assertEqual(company.ksef_auth_state, 'error')
+        self.assertIn("KSeF refused the login", company.ksef_auth_message)
+        self.ksef_configure_token(company)
+        client = company._ksef_get_client()
+        self.assertTrue(client.tokens.access_valid())
+        self.assertEqual(company.ksef_auth_state, 'authorized')
+
+    def test_lazy_client_restores_tokens(self):
+        company = self.ksef_company
+        company.action_ksef_authorize()
+        client = company._ksef_get_client(authenticate=False)
+        self.assertTrue(client.tokens.access_valid())
+        self.assertEqual(client.stats.get('calls', 0), 0)
 
     def test_authorize_with_wrong_token(self):
         company = self.ksef_company
