@@ -1200,8 +1200,9 @@ class AccountMove(models.Model):
     def _ksef_footer(self):
         company = self.company_id
         krs = re.sub(r"\D", "", company.company_registry or "")
-        regon = re.sub(r"\D", "", getattr(company, 'ksef_regon', None) or "")
-        bdo = re.sub(r"\D", "", getattr(company, 'ksef_bdo', None) or "")
+        partner = company.partner_id
+        regon = re.sub(r"\D", "", getattr(company, 'ksef_regon', None) or getattr(partner, 'ksef_regon', None) or "")
+        bdo = re.sub(r"\D", "", getattr(company, 'ksef_bdo', None) or getattr(partner, 'ksef_bdo', None) or "")
         entry = fa3.Rejestry(
             krs=krs if len(krs) == 10 else None,
             regon=regon if len(regon) in (9, 14) else None,
@@ -1440,7 +1441,7 @@ class AccountMove(models.Model):
         if not mode:
             return values
         values['kod1_url'] = self._ksef_qr_kod1_url()
-        values['kod1_png'] = base64.b64encode(ksef_qr.render_png(values['kod1_url'], box_size=4)).decode('ascii')
+        values['kod1_png'] = base64.b64encode(ksef_qr.render_png(values['kod1_url'], box_size=4))
         if mode == 'offline':
             try:
                 values['kod2_url'] = self._ksef_qr_kod2_url()
@@ -1449,15 +1450,14 @@ class AccountMove(models.Model):
             except KsefError as exc:
                 values['kod2_error'] = self.company_id._ksef_error_message(exc)
             else:
-                values['kod2_png'] = base64.b64encode(
-                    ksef_qr.render_png(values['kod2_url'], box_size=3)).decode('ascii')
+                values['kod2_png'] = base64.b64encode(ksef_qr.render_png(values['kod2_url'], box_size=3))
         return values
 
     def _ksef_qr_png_b64(self, kind='invoice'):
         """Base64 PNG of KOD I (``invoice``) or KOD II (``certificate``) for ``image_data_uri``."""
         self.ensure_one()
         url = self._ksef_qr_kod1_url() if kind == 'invoice' else self._ksef_qr_kod2_url()
-        return base64.b64encode(ksef_qr.render_png(url, box_size=4)).decode('ascii')
+        return base64.b64encode(ksef_qr.render_png(url, box_size=4))
 
     # -------------------------------------------------------------------------
     # CRON

@@ -3,3 +3,7 @@ from . import test_security
 from . import test_settings
 from . import test_tax_rate_codes
 from . import test_send
+from . import test_send_correction
+from . import test_offline
+from . import test_report
+from . import test_cron

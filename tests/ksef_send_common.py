@@ -61,7 +61,7 @@ class KsefSendCommon(TestKsefCommon):
         vals.setdefault('country_id', self.env.ref('base.pl').id)
         return self.env['res.partner'].with_context(no_vat_validation=True).create(vals)
 
-    def ksef_invoice(self, amounts=(100.0,), post=True, partner=None, move_type='out_invoice', taxes=None,
+    def ksef_invoice(self, amounts=(100.0,), post=True, partner=None, *, move_type='out_invoice', taxes=None,
                      invoice_date=None, currency=None):
         move = self.init_invoice(
             move_type, partner=partner or self.ksef_buyer, invoice_date=invoice_date or self.today,

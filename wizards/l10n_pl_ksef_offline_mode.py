@@ -1,7 +1,7 @@
 from markupsafe import Markup
 
 from odoo import api, fields, models
-from odoo.exceptions import UserError
+from odoo.exceptions import RedirectWarning, UserError
 
 from odoo.addons.l10n_pl_ksef.models.account_move import OFFLINE_MODES
 
@@ -138,7 +138,7 @@ class L10nPlKsefOfflineMode(models.TransientModel):
                 for company in wizard.move_ids.company_id:
                     try:
                         company._ksef_offline_signer()
-                    except UserError as exc:
+                    except (UserError, RedirectWarning) as exc:
                         messages.append(exc.args[0])
             wizard.problems = "\n".join(messages) or False
 
