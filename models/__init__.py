@@ -5,7 +5,11 @@ from . import account_move_send
 from . import account_tax
 from . import certificate_certificate
 from . import l10n_pl_ksef_auth_token
+from . import l10n_pl_ksef_inbox
+from . import l10n_pl_ksef_inbox_sync
 from . import l10n_pl_ksef_session
 from . import l10n_pl_ksef_transmission
 from . import res_company
 from . import res_config_settings
+from . import res_partner
+from . import res_partner_bank

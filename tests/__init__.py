@@ -7,3 +7,5 @@ from . import test_send_correction
 from . import test_offline
 from . import test_report
 from . import test_cron
+from . import test_receive
+from . import test_purchase_import
