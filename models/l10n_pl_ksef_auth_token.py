@@ -32,18 +32,15 @@ class L10nPlKsefAuthToken(models.Model):
 
     company_id = fields.Many2one(
         comodel_name='res.company',
-        string="Company",
         required=True,
         ondelete='cascade',
         index=True,
     )
     credential_fingerprint = fields.Char(
-        string="Credential Fingerprint",
         groups='l10n_pl_ksef.group_ksef_manager',
         help="Hash of environment, context and credential the tokens were obtained with.",
     )
     tokens = fields.Json(
-        string="Tokens",
         groups='l10n_pl_ksef.group_ksef_manager',
         help="Access and refresh token state of the KSeF client (secret).",
     )
@@ -86,15 +83,16 @@ class L10nPlKsefAuthToken(models.Model):
                 _logger.warning("KSeF login lock of company %s not obtained in %s; logging in anyway",
                                 company_id, _LOCK_TIMEOUT)
                 cr.rollback()
-            cr.commit()
+            # own short transactions on a dedicated connection (never the caller's transaction)
+            cr.commit()  # pylint: disable=invalid-commit
             try:
                 yield cr
-                cr.commit()
+                cr.commit()  # pylint: disable=invalid-commit
             finally:
                 if locked:
                     cr.rollback()
                     cr.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_NAMESPACE, company_id))
-                    cr.commit()
+                    cr.commit()  # pylint: disable=invalid-commit
 
     def _ksef_load(self, cr, company_id, fingerprint):
         """Stored token state of the company if it belongs to ``fingerprint``, else ``None``."""

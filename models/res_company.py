@@ -304,7 +304,8 @@ class ResCompany(models.Model):
             'name': self.env._("Taxes without a KSeF rate code"),
             'res_model': 'account.tax',
             'view_mode': 'list,form',
-            'views': [(False, 'list'), (False, 'form')],
+            'views': [(self.env.ref('account.view_tax_tree').id, 'list'),
+                      (self.env.ref('account.view_tax_form').id, 'form')],
             'domain': [('id', 'in', taxes.ids)],
             'context': {'active_test': False},
         }
@@ -604,90 +605,90 @@ class ResCompany(models.Model):
     @api.model
     def _ksef_error_message(self, exc):
         """Translated, user-facing text for a :class:`ksef.errors.KsefError` (never ``str(exc)``)."""
-        _ = self.env._
         code = getattr(exc, 'code', None)
         if isinstance(exc, AuthenticationFailed):
             status = exc.status_code
             text = {
-                415: _("KSeF refused the login: the credential has no permissions in this context (NIP)."),
-                425: _("KSeF refused the login: the authentication was revoked."),
-                450: _("KSeF refused the login: the KSeF token is invalid, revoked, inactive or does not belong "
-                       "to this NIP."),
-                460: _("KSeF refused the login: the certificate is invalid, untrusted, revoked or suspended."),
-                470: _("KSeF refused the login: the person identified by the certificate is deceased."),
-                480: _("KSeF refused the login: the credential is blocked after a security incident."),
-                500: _("KSeF could not complete the login (internal error). Try again later."),
-                550: _("KSeF could not complete the login (operation cancelled). Try again later."),
-            }.get(status) or _("KSeF refused the login (status %s).", status)
+                415: self.env._("KSeF refused the login: the credential has no permissions in this context (NIP)."),
+                425: self.env._("KSeF refused the login: the authentication was revoked."),
+                450: self.env._("KSeF refused the login: the KSeF token is invalid, revoked, inactive or does not "
+                                "belong to this NIP."),
+                460: self.env._("KSeF refused the login: the certificate is invalid, untrusted, revoked or suspended."),
+                470: self.env._("KSeF refused the login: the person identified by the certificate is deceased."),
+                480: self.env._("KSeF refused the login: the credential is blocked after a security incident."),
+                500: self.env._("KSeF could not complete the login (internal error). Try again later."),
+                550: self.env._("KSeF could not complete the login (operation cancelled). Try again later."),
+            }.get(status) or self.env._("KSeF refused the login (status %s).", status)
         elif isinstance(exc, OperationPending):
-            text = _("KSeF is still processing the login. Try again in a minute.")
+            text = self.env._("KSeF is still processing the login. Try again in a minute.")
         elif isinstance(exc, ksef_errors.CredentialError):
             text = {
-                'ksef_token_empty': _("The KSeF token is empty."),
-                'certificate_empty': _("The certificate file is empty."),
-                'certificate_unreadable': _("The certificate cannot be read (expected PEM, DER or PKCS#12)."),
-                'key_empty': _("The private key is missing."),
-                'key_unreadable': _("The private key cannot be read (expected PEM, DER or PKCS#8)."),
-                'key_bad_password': _("The password of the private key or of the PKCS#12 file is wrong."),
-                'key_password_required': _("The private key is encrypted: enter its password."),
-                'key_mismatch': _("The private key does not belong to the certificate."),
-                'key_is_certificate': _("A certificate was given where the private key is expected."),
-                'key_unsupported': _("This type of private key is not supported (use RSA or EC P-256)."),
-                'key_algorithm_mismatch': _("The private key does not belong to the certificate."),
-                'pkcs12_incomplete': _("The PKCS#12 file contains no certificate or no private key."),
-                'pkcs12_unreadable': _("The PKCS#12 file cannot be read (wrong password or damaged file)."),
-                'credential_missing': _("No KSeF credential is configured."),
-                'context_missing': _("The KSeF context NIP is missing."),
-                'credential_unsupported': _("This authentication method is not supported."),
-            }.get(code) or _("The certificate or key cannot be used.")
+                'ksef_token_empty': self.env._("The KSeF token is empty."),
+                'certificate_empty': self.env._("The certificate file is empty."),
+                'certificate_unreadable': self.env._(
+                    "The certificate cannot be read (expected PEM, DER or PKCS#12)."),
+                'key_empty': self.env._("The private key is missing."),
+                'key_unreadable': self.env._("The private key cannot be read (expected PEM, DER or PKCS#8)."),
+                'key_bad_password': self.env._("The password of the private key or of the PKCS#12 file is wrong."),
+                'key_password_required': self.env._("The private key is encrypted: enter its password."),
+                'key_mismatch': self.env._("The private key does not belong to the certificate."),
+                'key_is_certificate': self.env._("A certificate was given where the private key is expected."),
+                'key_unsupported': self.env._("This type of private key is not supported (use RSA or EC P-256)."),
+                'key_algorithm_mismatch': self.env._("The private key does not belong to the certificate."),
+                'pkcs12_incomplete': self.env._("The PKCS#12 file contains no certificate or no private key."),
+                'pkcs12_unreadable': self.env._("The PKCS#12 file cannot be read (wrong password or damaged file)."),
+                'credential_missing': self.env._("No KSeF credential is configured."),
+                'context_missing': self.env._("The KSeF context NIP is missing."),
+                'credential_unsupported': self.env._("This authentication method is not supported."),
+            }.get(code) or self.env._("The certificate or key cannot be used.")
         elif isinstance(exc, ksef_errors.RateLimitError):
             if exc.retry_after:
-                text = _("KSeF limits the number of requests: try again in %s seconds.", int(exc.retry_after))
+                text = self.env._("KSeF limits the number of requests: try again in %s seconds.", int(exc.retry_after))
             else:
-                text = _("KSeF limits the number of requests: try again later.")
+                text = self.env._("KSeF limits the number of requests: try again later.")
         elif isinstance(exc, ksef_errors.ServiceUnavailableError):
-            text = _("KSeF is unavailable (maintenance or failure). Try again later.")
+            text = self.env._("KSeF is unavailable (maintenance or failure). Try again later.")
         elif isinstance(exc, ksef_errors.ServerError):
-            text = _("KSeF answered with a server error (HTTP %s). Try again later.", exc.http_status or 500)
+            text = self.env._("KSeF answered with a server error (HTTP %s). Try again later.", exc.http_status or 500)
         elif isinstance(exc, ksef_errors.RequestTimeout):
-            text = _("KSeF did not answer in time. Try again later.")
+            text = self.env._("KSeF did not answer in time. Try again later.")
         elif isinstance(exc, ksef_errors.TransportError):
             if code in ('latarnia_unreachable', 'latarnia_error'):
-                text = _("The KSeF status service cannot be reached.")
+                text = self.env._("The KSeF status service cannot be reached.")
             elif code == 'malformed_response':
-                text = _("KSeF sent an answer that cannot be read.")
+                text = self.env._("KSeF sent an answer that cannot be read.")
             elif code == 'tls':
-                text = _("The secure connection to KSeF failed (TLS certificate).")
+                text = self.env._("The secure connection to KSeF failed (TLS certificate).")
             else:
-                text = _("KSeF cannot be reached at %s. Check the environment, the URL and the network.",
-                         self._ksef_safe_api_url())
+                text = self.env._("KSeF cannot be reached at %s. Check the environment, the URL and the network.",
+                                  self._ksef_safe_api_url())
         elif isinstance(exc, ksef_errors.BadRequestError):
             codes = set(exc.exception_codes)
             if codes & {21115}:
-                text = _("KSeF rejected the certificate.")
+                text = self.env._("KSeF rejected the certificate.")
             elif codes & {21117}:
-                text = _("The identifier in the certificate does not match the KSeF context (NIP).")
+                text = self.env._("The identifier in the certificate does not match the KSeF context (NIP).")
             elif codes & {9101, 9102, 9103, 9105, 21406}:
-                text = _("KSeF rejected the signature of the login request.")
+                text = self.env._("KSeF rejected the signature of the login request.")
             elif codes & {21111}:
-                text = _("The KSeF login challenge expired. Try again.")
+                text = self.env._("The KSeF login challenge expired. Try again.")
             else:
                 codes_text = ", ".join(str(c) for c in exc.exception_codes) or "-"
-                text = _("KSeF rejected the request (codes: %s).", codes_text)
+                text = self.env._("KSeF rejected the request (codes: %s).", codes_text)
         elif isinstance(exc, ksef_errors.ForbiddenError):
-            text = _("The credential has no permission for this operation in KSeF.")
+            text = self.env._("The credential has no permission for this operation in KSeF.")
         elif isinstance(exc, ksef_errors.AuthenticationError):
             if code == 'reauth_required':
-                text = _("The KSeF session expired and no credential is configured to log in again.")
+                text = self.env._("The KSeF session expired and no credential is configured to log in again.")
             else:
-                text = _("KSeF did not accept the authorization (HTTP %s).", exc.http_status or 401)
+                text = self.env._("KSeF did not accept the authorization (HTTP %s).", exc.http_status or 401)
         elif isinstance(exc, ksef_errors.ApiError):
-            text = _("KSeF answered with an error (HTTP %s).", exc.http_status or "?")
+            text = self.env._("KSeF answered with an error (HTTP %s).", exc.http_status or "?")
         else:
-            text = _("KSeF operation failed (%s).", code or type(exc).__name__)
+            text = self.env._("KSeF operation failed (%s).", code or type(exc).__name__)
         details = _ksef_details(exc)
         if details:
-            text = _("%(message)s KSeF says: %(details)s", message=text, details=details)
+            text = self.env._("%(message)s KSeF says: %(details)s", message=text, details=details)
         return text
 
     def _ksef_safe_api_url(self):

@@ -63,6 +63,7 @@ class ResConfigSettings(models.TransientModel):
         help="Certificate (.crt/.cer/.pem, DER or PEM) or PKCS#12 bundle (.p12/.pfx) for logging in to KSeF.",
     )
     ksef_auth_cert_filename = fields.Char(
+        string="Authentication Certificate File Name",
         compute='_compute_ksef_secret_inputs', inverse='_inverse_ksef_secret_inputs', groups=_MANAGER)
     ksef_auth_key_file = fields.Binary(
         string="Authentication Key File",
@@ -72,6 +73,7 @@ class ResConfigSettings(models.TransientModel):
              "Not needed with a PKCS#12 bundle.",
     )
     ksef_auth_key_filename = fields.Char(
+        string="Authentication Key File Name",
         compute='_compute_ksef_secret_inputs', inverse='_inverse_ksef_secret_inputs', groups=_MANAGER)
     ksef_auth_password = fields.Char(
         string="Authentication Key Password",
@@ -86,6 +88,7 @@ class ResConfigSettings(models.TransientModel):
         help="KSeF Offline certificate (PEM, DER or PKCS#12) used to sign the CERTYFIKAT QR code (KOD II).",
     )
     ksef_offline_cert_filename = fields.Char(
+        string="Offline Certificate File Name",
         compute='_compute_ksef_secret_inputs', inverse='_inverse_ksef_secret_inputs', groups=_MANAGER)
     ksef_offline_key_file = fields.Binary(
         string="Offline Key File",
@@ -94,6 +97,7 @@ class ResConfigSettings(models.TransientModel):
         help="Private key of the offline certificate. Not needed with a PKCS#12 bundle.",
     )
     ksef_offline_key_filename = fields.Char(
+        string="Offline Key File Name",
         compute='_compute_ksef_secret_inputs', inverse='_inverse_ksef_secret_inputs', groups=_MANAGER)
     ksef_offline_password = fields.Char(
         string="Offline Key Password",
@@ -105,7 +109,7 @@ class ResConfigSettings(models.TransientModel):
         string="Taxes without KSeF rate code",
         compute='_compute_ksef_unmapped_tax_count',
     )
-    ksef_is_polish = fields.Boolean(compute='_compute_ksef_is_polish')
+    ksef_is_polish = fields.Boolean(string="Polish Company", compute='_compute_ksef_is_polish')
 
     # -------------------------------------------------------------------------
     # COMPUTE / INVERSE

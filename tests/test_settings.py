@@ -66,11 +66,12 @@ class TestKsefSettings(TestKsefCommon):
         company.sudo().ksef_token = 'refused-token-%s' % random_nip()
         # (not assertRaises: its savepoint would roll the recorded state back; callers such as the
         # sending cron catch the error and keep the transaction)
+        raised = None
         try:
             company._ksef_get_client()
-            self.fail("the refused token should raise")
-        except AuthenticationFailed:
-            pass
+        except AuthenticationFailed as exc:
+            raised = exc
+        self.assertEqual(raised.status_code, 450)
         self.assertEqual(company.ksef_auth_state, 'error')
         self.assertIn("KSeF refused the login", company.ksef_auth_message)
         self.ksef_configure_token(company)
