@@ -152,28 +152,35 @@ class AccountTax(models.Model):
             codes.setdefault(tax.ksef_rate_code, self.browse())
             codes[tax.ksef_rate_code] |= tax
         if len(codes) > 1:
-            where = self._ksef_record_label(record)
             raise UserError(self.env._(
-                "%(where)sthe taxes %(taxes)s give different KSeF rate codes (%(codes)s); a line can have only one "
-                "VAT rate in KSeF.",
-                where=where, taxes=", ".join(taxes.mapped('display_name')), codes=", ".join(sorted(codes))))
+                "%(where)s: the taxes %(taxes)s give different KSeF rate codes (%(codes)s); a line can have only "
+                "one VAT rate in KSeF.",
+                where=self._ksef_record_label(record) or self.env._("Invoice line"),
+                taxes=", ".join(taxes.mapped('display_name')), codes=", ".join(sorted(codes))))
         return next(iter(codes), False)
 
     def _ksef_unmapped_message(self, tax, record=None):
+        """Translated text asking to map ``tax`` (``record``: the invoice or invoice line, for context)."""
+        where = self._ksef_record_label(record)
+        if where:
+            return self.env._(
+                "%(where)s: the tax \"%(tax)s\" has no KSeF rate code. Set it in Accounting > Configuration > "
+                "Taxes (field KSeF Rate Code) before sending the invoice to KSeF.",
+                where=where, tax=tax.display_name)
         return self.env._(
-            "%(where)sthe tax \"%(tax)s\" has no KSeF rate code. Set it in Accounting > Configuration > Taxes "
-            "(field KSeF Rate Code) before sending the invoice to KSeF.",
-            where=self._ksef_record_label(record), tax=tax.display_name)
+            "The tax \"%(tax)s\" has no KSeF rate code. Set it in Accounting > Configuration > Taxes "
+            "(field KSeF Rate Code) before sending invoices to KSeF.",
+            tax=tax.display_name)
 
     def _ksef_record_label(self, record):
         if not record:
             return ""
-        move = record.move_id if record._name == 'account.move.line' else record
         if record._name == 'account.move.line':
-            return self.env._("Invoice %(move)s, line \"%(line)s\": ",
+            move = record.move_id
+            return self.env._("Invoice %(move)s, line \"%(line)s\"",
                               move=move.name or move.display_name,
                               line=record.name or record.product_id.display_name or '')
-        return self.env._("Invoice %s: ", move.name or move.display_name)
+        return self.env._("Invoice %s", record.name or record.display_name)
 
     def _ksef_rate_is_zero(self):
         """Whether the tax's KSeF code carries no VAT amount (0 %, zw, oo, np)."""

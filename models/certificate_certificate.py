@@ -24,15 +24,16 @@ class CertificateCertificate(models.Model):
         self.ensure_one()
         certificate = self.sudo().with_context(bin_size=False)
         if certificate.loading_error or not certificate.pem_certificate:
-            raise UserError(self.env._("The KSeF %(what)s %(name)s cannot be loaded: %(error)s",
+            raise UserError(self.env._("Certificate %(name)s (%(what)s) cannot be loaded: %(error)s",
                                        what=what, name=certificate.name or '',
                                        error=certificate.loading_error or self.env._("no certificate content")))
         if not certificate.is_valid:
-            raise UserError(self.env._("The KSeF %(what)s %(name)s is not valid now (valid from %(start)s to %(end)s).",
+            raise UserError(self.env._("Certificate %(name)s (%(what)s) is not valid now (valid from %(start)s to "
+                                       "%(end)s).",
                                        what=what, name=certificate.name or '',
                                        start=certificate.date_start, end=certificate.date_end))
         key = certificate.private_key_id.with_context(bin_size=False)
         if not key or key.loading_error or not key.pem_key:
-            raise UserError(self.env._("The KSeF %(what)s %(name)s has no usable private key.",
+            raise UserError(self.env._("Certificate %(name)s (%(what)s) has no usable private key.",
                                        what=what, name=certificate.name or ''))
         return base64.b64decode(key.pem_key), base64.b64decode(certificate.pem_certificate)

@@ -2,6 +2,11 @@ import base64
 import hashlib
 import logging
 
+from cryptography import x509
+from cryptography.hazmat.backends import default_backend
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
 from odoo import api, fields, models
 from odoo.exceptions import AccessError, RedirectWarning, UserError, ValidationError
 from odoo.tools import format_datetime
@@ -465,7 +470,7 @@ class ResCompany(models.Model):
             except ksef_errors.CredentialError as exc:
                 raise UserError(self._ksef_error_message(exc)) from None
         certificate = company.ksef_auth_certificate_id
-        key_pem, cert_pem = certificate._ksef_key_and_certificate_pem(self.env._("authentication certificate"))
+        key_pem, cert_pem = certificate._ksef_key_and_certificate_pem(self.env._("KSeF authentication"))
         try:
             return CertificateCredential(cert_pem, key_pem)
         except ksef_errors.CredentialError as exc:
@@ -552,7 +557,7 @@ class ResCompany(models.Model):
                 self._ksef_settings_action(), self.env._("Go to KSeF settings"))
         if not company.ksef_context_nip:
             raise UserError(self.env._("The KSeF context NIP of company %s is missing.", self.name))
-        key_pem, cert_pem = certificate._ksef_key_and_certificate_pem(self.env._("offline certificate"))
+        key_pem, cert_pem = certificate._ksef_key_and_certificate_pem(self.env._("KSeF offline"))
         try:
             key, cert = ksef_crypto.load_credentials(cert_pem, key_pem)
         except ksef_errors.CredentialError as exc:
@@ -572,6 +577,7 @@ class ResCompany(models.Model):
         self.ensure_one()
         self._ksef_check_manager()
         password = password or None
+        certificate_bytes, key_bytes, password = _binary_uploads_to_pem(certificate_bytes, key_bytes, password)
         try:
             key, cert = ksef_crypto.load_credentials(certificate_bytes, key_bytes, password)
         except ksef_errors.CredentialError as exc:
@@ -718,6 +724,44 @@ def _token_hint(token):
     if '|' in token and len(head) >= 20:
         return "%s|…" % head
     return "…%s" % token[-4:] if len(token) > 12 else "…"
+
+
+def _binary_uploads_to_pem(certificate_bytes, key_bytes, password):
+    """Turn binary uploads (DER certificate/key, PKCS#12) into PEM before ``ksef.crypto.load_credentials``.
+
+    The core loaders strip surrounding whitespace, which corrupts binary data ending with a byte such
+    as 0x0a or 0x20 (a random signature does so once in ~40 files). Anything that cannot be read here
+    is passed on unchanged so that the core reports the precise problem (wrong password, mismatch...).
+    """
+    backend = default_backend()
+    pwd = password.encode('utf-8') if isinstance(password, str) else password
+
+    def unencrypted_pem(key):
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+
+    def is_binary(data):
+        return bool(data) and b'-----BEGIN' not in data
+
+    if is_binary(certificate_bytes):
+        try:
+            cert = x509.load_der_x509_certificate(certificate_bytes, backend)
+            certificate_bytes = cert.public_bytes(serialization.Encoding.PEM)
+        except ValueError:
+            if not key_bytes:
+                try:
+                    key, cert, _extra = pkcs12.load_key_and_certificates(certificate_bytes, pwd, backend)
+                except (ValueError, TypeError):
+                    key = cert = None
+                if key is not None and cert is not None:
+                    return cert.public_bytes(serialization.Encoding.PEM), unencrypted_pem(key), None
+    if is_binary(key_bytes):
+        try:
+            key = serialization.load_der_private_key(key_bytes, pwd, backend)
+            return certificate_bytes, unencrypted_pem(key), None
+        except (ValueError, TypeError):
+            pass
+    return certificate_bytes, key_bytes, password
 
 
 def _check_key_usage(cert, usage):

@@ -1,4 +1,5 @@
 import base64
+import datetime
 import logging
 
 from cryptography.hazmat.primitives import serialization
@@ -138,6 +139,21 @@ class TestKsefSettings(TestKsefCommon):
         self.assertIn('InvoiceRead', company.ksef_permissions)
         self.assertFalse(company.ksef_permission_warning)
 
+    def test_expired_certificate_is_reported(self):
+        company = self.ksef_company
+        key, cert = ksef_crypto.generate_self_signed_certificate(
+            nip=self.ksef_nip, organization="KSeF Test Sp. z o.o.", common_name="Expired seal", days=1,
+            not_before=datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=30))
+        company.sudo()._ksef_store_certificate(
+            'auth', ksef_crypto.certificate_pem(cert), ksef_crypto.private_key_pem(key))
+        company.sudo().ksef_auth_method = 'certificate'
+        with self.assertRaises(UserError) as caught:
+            company._ksef_get_client()
+        self.assertIn("Expired seal", caught.exception.args[0])
+        self.assertIn("is not valid now", caught.exception.args[0])
+        self.assertFalse(company.action_ksef_authorize())
+        self.assertIn("is not valid now", company.ksef_auth_message)
+
     def test_certificate_of_another_nip_is_refused(self):
         company = self.ksef_company
         self.ksef_configure_certificate(company, nip=random_nip())
@@ -220,6 +236,26 @@ class TestKsefSettings(TestKsefCommon):
         )
         settings.execute()
         self.assertEqual(self.ksef_company.sudo().ksef_auth_certificate_id.subject_common_name, "KSeF Seal PEM")
+        self.assertTrue(self.ksef_company.action_ksef_authorize(), self.ksef_company.ksef_auth_message)
+
+    def test_upload_der_certificate_ending_with_a_whitespace_byte(self):
+        # binary uploads must not be "stripped": find a DER certificate whose last byte is 0x0a, 0x20...
+        for _attempt in range(2000):
+            key = ksef_crypto.generate_private_key('ec')
+            key, cert = ksef_crypto.generate_self_signed_certificate(
+                key, nip=self.ksef_nip, organization="KSeF Test Sp. z o.o.", common_name="DER seal")
+            der = ksef_crypto.certificate_der(cert)
+            if der[-1:] in b" \t\n\r\x0b\x0c":
+                break
+        else:
+            self.skipTest("no DER certificate ending with a whitespace byte was generated")
+        self._settings(
+            ksef_auth_method='certificate',
+            ksef_auth_cert_file=base64.b64encode(der),
+            ksef_auth_key_file=base64.b64encode(key.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())),
+        )
+        self.assertEqual(self.ksef_company.sudo().ksef_auth_certificate_id.subject_common_name, "DER seal")
         self.assertTrue(self.ksef_company.action_ksef_authorize(), self.ksef_company.ksef_auth_message)
 
     def test_upload_wrong_password(self):
