@@ -179,9 +179,11 @@ class L10nPlKsefInbox(models.Model):
     buyer_name = fields.Char(string="Buyer", readonly=True)
     currency_code = fields.Char(string="Currency Code", readonly=True)
     currency_id = fields.Many2one(comodel_name='res.currency', string="Currency", readonly=True)
-    amount_net = fields.Monetary(string="Net", readonly=True, currency_field='currency_id')
-    amount_vat = fields.Monetary(string="VAT", readonly=True, currency_field='currency_id')
-    amount_gross = fields.Monetary(string="Gross", readonly=True, currency_field='currency_id', index=True)
+    # invoices of one list mix currencies: no totals
+    amount_net = fields.Monetary(string="Net", readonly=True, currency_field='currency_id', aggregator=None)
+    amount_vat = fields.Monetary(string="VAT", readonly=True, currency_field='currency_id', aggregator=None)
+    amount_gross = fields.Monetary(string="Gross", readonly=True, currency_field='currency_id', index=True,
+                                   aggregator=None)
     invoice_type = fields.Selection(
         selection=INVOICE_TYPES,
         string="Invoice Type",
@@ -315,9 +317,8 @@ class L10nPlKsefInbox(models.Model):
     def action_ksef_mark_processed(self):
         """Mark as processed without importing (irreversible; the form asks for confirmation)."""
         todo = self.filtered(lambda r: r.state != 'processed')
+        # the status tracking in the chatter records who did it and when
         todo.write({'state': 'processed', 'processed_by_id': self.env.uid, 'processed_date': fields.Datetime.now()})
-        for record in todo:
-            record.message_post(body=self.env._("Marked as processed by %s.", self.env.user.name))
         return True
 
     def action_ksef_back(self):
@@ -632,7 +633,7 @@ class L10nPlKsefInbox(models.Model):
                 'no': w.nr_wiersza_fa, 'name': w.p_7 or '', 'code': w.indeks or w.gtin or '',
                 'unit': w.p_8a or '', 'qty': qty(w.p_8b), 'price': number(w.p_9a if w.p_9a is not None else w.p_9b),
                 'discount': money(w.p_10), 'net': money(w.p_11 if w.p_11 is not None else w.p_11a),
-                'rate': w.p_12 or '',
+                'rate': ('%s%%' % w.p_12) if (w.p_12 or '').isdigit() else (w.p_12 or ''),
                 'before': bool(w.stan_przed), 'gross_method': w.p_11 is None and w.p_11a is not None,
             })
         buckets = []

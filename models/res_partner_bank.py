@@ -47,6 +47,7 @@ class ResPartnerBank(models.Model):
         string="White List Request ID",
         copy=False,
         readonly=True,
+        tracking=True,
         help="Identifier the Ministry of Finance register gave to the check (requestId): the proof of the check.",
     )
     ksef_whitelist_checked_at = fields.Datetime(
@@ -148,10 +149,6 @@ class ResPartnerBank(models.Model):
             'ksef_whitelist_checked_at': fields.Datetime.now(),
             'ksef_whitelist_nip': nip,
         })
-        for bank in self:
-            bank.message_post(body=self.env._(
-                "VAT white list: %(state)s for NIP %(nip)s on %(date)s (request ID %(request)s).",
-                state=dict(WHITELIST_STATES)[state], nip=nip, date=date, request=request_id or "-"))
 
     @api.model
     def _ksef_find_accounts(self, number, partner=None, company=None):

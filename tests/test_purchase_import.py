@@ -66,7 +66,8 @@ class TestPurchaseImport(KsefReceiveCommon):
             line.p_11 = (line.p_9a * line.p_8b).quantize(Decimal('0.01'))
         inv_d.fa.platnosc.rachunek_bankowy[0].nr_rb = cls.nrb_c
         fa3.apply_summary(inv_d)
-        cls.number_d = cls.ksef_sandbox.seed(cls.ksef_nip, count=0, xml=[base64.b64encode(fa3.build(inv_d)).decode()])[0]
+        cls.number_d = cls.ksef_sandbox.seed(cls.ksef_nip, count=0,
+                                             xml=[base64.b64encode(fa3.build(inv_d)).decode()])[0]
         time.sleep(0.2)
         cls.ksef_download()
         cls.partner_b = cls.env['res.partner'].create({
@@ -142,8 +143,9 @@ class TestPurchaseImport(KsefReceiveCommon):
         self.assertEqual(wizard.journal_id.type, 'purchase')
         codes = {line.rate_code: line.tax_id for line in wizard.tax_line_ids}
         self.assertEqual(set(codes), {'23', '8'})
-        self.assertEqual(codes['23'], self.env['account.chart.template'].with_company(self.ksef_company).ref('vz_kraj_23'))
-        self.assertEqual(codes['8'], self.env['account.chart.template'].with_company(self.ksef_company).ref('vz_kraj_8'))
+        chart = self.env['account.chart.template'].with_company(self.ksef_company)
+        self.assertEqual(codes['23'], chart.ref('vz_kraj_23'))
+        self.assertEqual(codes['8'], chart.ref('vz_kraj_8'))
         action = wizard.action_create_bill()
         move = self.env['account.move'].browse(action['res_id'])
         self.assertEqual(action['res_model'], 'account.move')
@@ -206,7 +208,8 @@ class TestPurchaseImport(KsefReceiveCommon):
         self.assertAlmostEqual(move.invoice_currency_rate, 1 / 4.25, places=6)
         self.assertAlmostEqual(move.amount_total, float(invoice.fa.p_15), places=2)
         vat_pln = float(invoice.fa.p_14_1w)
-        self.assertAlmostEqual(abs(sum(move.line_ids.filtered(lambda l: l.display_type == 'tax').mapped('balance'))),
+        tax_lines = move.line_ids.filtered(lambda line: line.display_type == 'tax')
+        self.assertAlmostEqual(abs(sum(tax_lines.mapped('balance'))),
                                vat_pln, delta=0.02)
         self.assertEqual(move.partner_bank_id, bank)
 

@@ -250,8 +250,8 @@ class TestReceive(KsefReceiveCommon, CronMixinCase):
 
     def test_cron_survives_a_company_that_is_not_configured(self):
         other = self.env['res.company'].create({'name': "Inna Sp. z o.o.", 'country_id': self.env.ref('base.pl').id})
-        other.sudo().write({'ksef_context_nip': random_nip(), 'ksef_auth_method': 'token', 'ksef_environment': 'sandbox',
-                            'ksef_sandbox_url': self.ksef_sandbox.url})
+        other.sudo().write({'ksef_context_nip': random_nip(), 'ksef_auth_method': 'token',
+                            'ksef_environment': 'sandbox', 'ksef_sandbox_url': self.ksef_sandbox.url})
         self.sync.last_run_at = fields.Datetime.now() - datetime.timedelta(hours=1)
         self.env['l10n_pl_ksef.inbox_sync']._cron_ksef_receive()
         other_sync = self.env['l10n_pl_ksef.inbox_sync'].search([('company_id', '=', other.id)])

@@ -333,7 +333,7 @@ class L10nPlKsefPurchaseImport(models.TransientModel):
         for check in checks:
             icon, color = CHECK_ICONS[check['level']]
             rows += Markup('<li class="list-group-item d-flex align-items-start gap-2">'
-                           '<i class="fa fa-fw %s %s mt-1" role="img"/><span>%s</span></li>') % (
+                           '<i class="fa fa-fw %s %s mt-1" role="img"></i><span>%s</span></li>') % (
                 icon, color, check['message'])
         return Markup('<ul class="list-group o_ksef_import_checks">%s</ul>') % rows
 

@@ -6,6 +6,8 @@ import { formatDateTime, deserializeDateTime } from "@web/core/l10n/dates";
 import { listView } from "@web/views/list/list_view";
 import { ListController } from "@web/views/list/list_controller";
 
+const { DateTime } = luxon;
+
 /**
  * Banner above the KSeF inbox list: says that invoices arrive in cycles (KSeF limits downloads),
  * when the last download ran and the next one will, any download error, and a "Fetch now" button.
@@ -27,6 +29,10 @@ export class KsefInboxBanner extends Component {
 
     formatDate(value) {
         return value ? formatDateTime(deserializeDateTime(value)) : _t("never");
+    }
+
+    isPast(value) {
+        return Boolean(value) && deserializeDateTime(value) < DateTime.now();
     }
 
     async fetchNow() {
