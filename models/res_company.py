@@ -288,6 +288,8 @@ class ResCompany(models.Model):
     def action_ksef_test_status_service(self):
         """Ask the KSeF status service (Latarnia) whether KSeF is available; returns a notification."""
         self.ensure_one()
+        if not self.env.su and not self.env.user.has_group('l10n_pl_ksef.group_ksef_viewer'):
+            raise AccessError(self.env._("Only KSeF users can check the KSeF status service."))
         status = self._ksef_service_status()
         level = {'AVAILABLE': 'success', 'MAINTENANCE': 'warning'}.get(status['status'], 'danger')
         return {
@@ -758,9 +760,10 @@ def _binary_uploads_to_pem(certificate_bytes, key_bytes, password):
     if is_binary(key_bytes):
         try:
             key = serialization.load_der_private_key(key_bytes, pwd, backend)
-            return certificate_bytes, unencrypted_pem(key), None
         except (ValueError, TypeError):
-            pass
+            key = None  # the core loader reports what is wrong (password, format)
+        if key is not None:
+            return certificate_bytes, unencrypted_pem(key), None
     return certificate_bytes, key_bytes, password
 
 

@@ -99,6 +99,12 @@ class TestKsefSecurity(TestKsefCommon):
         self.assertEqual(data['state'], 'authorized')
         self.assertEqual(self.ksef_company.ksef_auth_state, 'authorized')
 
+    def test_status_service_requires_ksef_user(self):
+        with self.assertRaises(AccessError):
+            self.ksef_company.with_user(self.user_plain).action_ksef_test_status_service()
+        action = self.ksef_company.with_user(self.user_viewer).action_ksef_test_status_service()
+        self.assertEqual(action['params']['type'], 'success')
+
     def test_systray_visibility(self):
         self.assertFalse(self.env['res.company'].with_user(self.user_plain).ksef_systray_data()['visible'])
         data = self.env['res.company'].with_user(self.user_viewer).ksef_systray_data()
