@@ -68,9 +68,11 @@ class AccountTax(models.Model):
         selection=KSEF_RATE_CODES,
         string="KSeF Rate Code",
         compute='_compute_ksef_rate_code', store=True, readonly=False, copy=True,
-        help="Value of the VAT rate (P_12) written on the KSeF invoice (FA(3)) for lines with this tax; it also "
-             "decides in which summary field (P_13_x/P_14_x) the line is totalled. Required on every sale tax of "
-             "a Polish company used on invoices sent to KSeF.",
+        help="Sale taxes: value of the VAT rate (P_12) written on the KSeF invoice (FA(3)) for lines with this tax; "
+             "it also decides in which summary field (P_13_x/P_14_x) the line is totalled. Required on every sale "
+             "tax of a Polish company used on invoices sent to KSeF.\n"
+             "Purchase taxes (optional): the tax proposed for lines with this rate code when a purchase invoice "
+             "is imported from KSeF.",
     )
 
     # -------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 import base64
 import hashlib
 import logging
+import re
 
 from cryptography import x509
 from cryptography.hazmat.backends import default_backend
@@ -243,7 +244,8 @@ class ResCompany(models.Model):
     def write(self, vals):
         # EXTENDS 'base'
         if 'ksef_token' in vals and isinstance(vals['ksef_token'], str):
-            vals['ksef_token'] = vals['ksef_token'].strip() or False
+            # a KSeF token never contains whitespace: drop what copying from a PDF or e-mail adds
+            vals['ksef_token'] = re.sub(r'\s+', '', vals['ksef_token']) or False
         if 'ksef_sandbox_url' in vals and isinstance(vals['ksef_sandbox_url'], str):
             vals['ksef_sandbox_url'] = vals['ksef_sandbox_url'].strip().rstrip('/') or False
         if 'ksef_context_nip' in vals and isinstance(vals['ksef_context_nip'], str):

@@ -155,7 +155,7 @@ class ResConfigSettings(models.TransientModel):
         company._ksef_check_manager()
         token = (values.get('ksef_token_input') or '').strip()
         if token:
-            company.sudo().ksef_token = token
+            company.sudo().ksef_token = token  # res.company.write removes any whitespace
         for usage in ('auth', 'offline'):
             cert_b64 = values.get('ksef_%s_cert_file' % usage)
             key_b64 = values.get('ksef_%s_key_file' % usage)

@@ -182,7 +182,8 @@ class TestKsefSettings(TestKsefCommon):
     # ------------------------------------------------------------------ settings page
     def test_token_input_is_trimmed_and_write_only(self):
         token = self.ksef_sandbox.create_token(self.ksef_nip)
-        settings = self._settings(ksef_token_input="  \t%s \n" % token)
+        # surrounding whitespace and a line break in the middle (token copied from a wrapped text)
+        settings = self._settings(ksef_token_input="  \t%s\n%s \n" % (token[:40], token[40:]))
         settings.execute()
         company = self.ksef_company
         self.assertEqual(company.sudo().ksef_token, token)
