@@ -3,6 +3,7 @@ import datetime
 import logging
 import os
 import re
+import time
 from decimal import Decimal
 
 import psycopg2.errors
@@ -382,12 +383,12 @@ class AccountMove(models.Model):
                          "ends; the invoice will be sent automatically as soon as KSeF is available.",
                          self._ksef_offline_mode_label())
             level = 'danger' if self.ksef_deadline_warning == 'overdue' else 'warning'
-            if message:
+            if message and self.ksef_message_level in ('warning', 'danger'):
                 text = "%s\n%s" % (text, message)
             return level, _ksef_html(text)
         if state == 'to_send':
-            if message:
-                return self.ksef_message_level or 'warning', _ksef_html(message)
+            if message and self.ksef_message_level in ('warning', 'danger'):
+                return self.ksef_message_level, _ksef_html(message)
             return 'info', _ksef_html(_("Waiting to be sent to KSeF: the invoice is sent in the background."))
         if state == 'sending':
             if message:
@@ -451,7 +452,7 @@ class AccountMove(models.Model):
         rejected = self.filtered(lambda m: m.ksef_state == 'rejected')
         res = super().button_draft()
         if rejected:
-            rejected.with_context(ksef_skip_guard=True).write(self._ksef_reset_values())
+            rejected._ksef_write(self._ksef_reset_values())
         return res
 
     def button_cancel(self):
@@ -530,7 +531,7 @@ class AccountMove(models.Model):
             if errors:
                 raise UserError("\n".join(msg for msgs in errors.values() for msg in msgs))
         if waiting:
-            waiting.with_context(ksef_skip_guard=True).write({'ksef_next_attempt': False})
+            waiting._ksef_write({'ksef_next_attempt': False})
             self._ksef_trigger_crons()
         if len(moves) == 1 and moves.ksef_state == 'to_send':
             moves._ksef_send_now()
@@ -699,7 +700,7 @@ class AccountMove(models.Model):
                 'ksef_message_level': level if level is not None else (
                     'danger' if state == 'rejected' else ('info' if message else False))}
         vals.update(extra or {})
-        self.with_context(ksef_skip_guard=True).write(vals)
+        self._ksef_write(vals)
         xml_by_move = {}
         if state or log_state != 'error':
             for attachment in self.env['ir.attachment'].sudo().search([
@@ -754,6 +755,13 @@ class AccountMove(models.Model):
             pdf.write({'res_field': False, 'name': self.env._("before KSeF acceptance - %s", pdf.name)})
         if pdfs:
             self.invalidate_recordset(['invoice_pdf_report_id', 'invoice_pdf_report_file'])
+
+    def _ksef_write(self, vals):
+        """Write KSeF bookkeeping fields. They never touch the journal items, so ``account``'s line
+        synchronisation and balance checks are skipped (they cost more than the write itself), and the
+        invoice is not flagged as manually modified. Tracking (chatter) still applies."""
+        return self.with_context(ksef_skip_guard=True, skip_invoice_sync=True, check_move_validity=False,
+                                 skip_is_manually_modified=True).write(vals)
 
     def _ksef_store_attachment(self, field, filename, content, mimetype='application/xml'):
         """Store ``content`` as the attachment of Binary field ``field`` (``res_field`` set, proper name)."""
@@ -861,19 +869,23 @@ class AccountMove(models.Model):
         """Store the exact bytes to send and their SHA-256 (the QR code encodes that hash)."""
         self.ensure_one()
         self._ksef_store_attachment('ksef_xml_file', self._ksef_filename('_FA3.xml'), xml)
-        self.with_context(ksef_skip_guard=True).write({'ksef_xml_hash': ksef_crypto.sha256_b64(xml)})
+        self._ksef_write({'ksef_xml_hash': ksef_crypto.sha256_b64(xml)})
 
-    def _ksef_prepare_queued(self):
+    def _ksef_prepare_queued(self, deadline=None):
         """Build, check and freeze the XML of queued invoices that have none (background queueing).
 
         Invoices with problems go back to "not sent" with the problems on the invoice (nothing is sent).
-        Returns the invoices that are ready.
+        Returns the invoices that are ready; stops early at ``deadline`` (``time.monotonic()`` value).
         """
         ready = self.browse()
         for move in self:
             if move.ksef_xml_hash:
                 ready |= move
                 continue
+            if deadline and time.monotonic() > deadline:
+                break
+            # one record per transaction: a commit empties the cache, keep the next fetch small
+            move = move.with_prefetch()
             if not move._ksef_lock(('to_send',)):
                 continue
             xml, problems = move._ksef_generate_xml()
@@ -1486,6 +1498,7 @@ class AccountMove(models.Model):
                              ('ksef_offline_mode', '!=', 'total_failure')])
         todo = self.env.ref('mail.mail_activity_data_todo', raise_if_not_found=False)
         for move in moves:
+            move = move.with_prefetch()
             deadline = move.ksef_offline_deadline
             if deadline <= now:
                 level = 'overdue'
@@ -1510,7 +1523,7 @@ class AccountMove(models.Model):
             if todo and user:
                 move.activity_schedule(activity_type_id=todo.id, summary=summary, note=note, user_id=user.id,
                                        date_deadline=fields.Date.context_today(move))
-            move.with_context(ksef_skip_guard=True).write({'ksef_deadline_warning': level})
+            move._ksef_write({'ksef_deadline_warning': level})
             move._ksef_commit()
 
 

@@ -148,6 +148,7 @@ class L10nPlKsefSession(models.Model):
         """Temporary failure: keep the invoices where they are, say why and when the next attempt is."""
         Move = self.env['account.move']
         for move in moves:
+            move = move.with_prefetch()
             attempts = move.ksef_attempt_count + (1 if count_attempt else 0)
             wait = delay if delay is not None else min(3600, 60 * 2 ** min(attempts, 6))
             when = fields.Datetime.now() + datetime.timedelta(seconds=wait)
@@ -157,7 +158,7 @@ class L10nPlKsefSession(models.Model):
                 continue
             if not move._ksef_lock((move.ksef_state,)):
                 continue
-            move.with_context(ksef_skip_guard=True).write({
+            move._ksef_write({
                 'ksef_message': text, 'ksef_message_level': 'warning', 'ksef_next_attempt': when,
                 'ksef_attempt_count': attempts})
             Move._ksef_commit()
@@ -215,12 +216,16 @@ class L10nPlKsefSession(models.Model):
         client = self._ksef_client(company, moves)
         if client is None:
             return 0, 0
-        moves = moves._ksef_prepare_queued()
-        if not moves:
-            return 0, 0
-        if len(moves) > max(1, company.ksef_batch_threshold):
-            return self._ksef_send_batch(client, company, moves)
-        return self._ksef_send_online(moves, client=client, started=started)
+        ready = moves._ksef_prepare_queued(deadline=started + self._ksef_budget())
+        unprepared = self.env['account.move'].search_count([
+            ('id', 'in', moves.ids), ('ksef_state', '=', 'to_send'), ('ksef_xml_hash', '=', False)])
+        if not ready:
+            return 0, unprepared
+        if len(ready) > max(1, company.ksef_batch_threshold):
+            done, remaining = self._ksef_send_batch(client, company, ready)
+        else:
+            done, remaining = self._ksef_send_online(ready, client=client, started=started)
+        return done, remaining + unprepared
 
     @api.model
     def _ksef_online_session(self, company, client, exclude=None):
@@ -263,7 +268,8 @@ class L10nPlKsefSession(models.Model):
         done = 0
         todo = list(moves)
         for company in moves.company_id:
-            company_moves = [m for m in todo if m.company_id == company]
+            # one record per transaction: a commit empties the cache, keep the next fetch small
+            company_moves = [m.with_prefetch() for m in todo if m.company_id == company]
             client = client or self._ksef_client(company, moves.browse([m.id for m in company_moves]))
             if client is None:
                 continue
@@ -331,7 +337,7 @@ class L10nPlKsefSession(models.Model):
             sent = session.send(xml, offline_mode=bool(move.ksef_offline_mode),
                                 hash_of_corrected_invoice=move.ksef_corrected_hash or None)
         except SendUnresolved:
-            move.with_context(ksef_skip_guard=True).write({
+            move._ksef_write({
                 'ksef_message': self.env._("The connection to KSeF broke while sending; Odoo is checking whether "
                                            "KSeF received the invoice (it will not be sent twice)."),
                 'ksef_message_level': 'info'})
@@ -355,7 +361,7 @@ class L10nPlKsefSession(models.Model):
                 return 'failed'
             self._ksef_requeue(move, from_state, self._ksef_exc_message(company, exc), count=True)
             return 'stop' if isinstance(exc, TransportError) else 'failed'
-        move.with_context(ksef_skip_guard=True).write({'ksef_reference': sent.reference_number,
+        move._ksef_write({'ksef_reference': sent.reference_number,
                                                        'ksef_message': False, 'ksef_message_level': False})
         Move._ksef_commit()
         return 'sent'
@@ -460,7 +466,7 @@ class L10nPlKsefSession(models.Model):
                                           'ksef_reference': False, 'ksef_sent_at': fields.Datetime.now(),
                                           'ksef_next_attempt': False})
                 for move in group:
-                    move.with_context(ksef_skip_guard=True).write(
+                    move._ksef_write(
                         {'ksef_attempt_count': move.ksef_attempt_count + 1})
                 # session + invoices stored before the package goes out
                 Move._ksef_commit()
@@ -534,7 +540,7 @@ class L10nPlKsefSession(models.Model):
                     continue
                 for move in group:
                     if move.ksef_message != message and move._ksef_lock(('sending',)):
-                        move.with_context(ksef_skip_guard=True).write({'ksef_message': message,
+                        move._ksef_write({'ksef_message': message,
                                                                        'ksef_message_level': 'warning'})
                         self.env['account.move']._ksef_commit()
         return left
@@ -542,6 +548,7 @@ class L10nPlKsefSession(models.Model):
     @api.model
     def _ksef_follow_session(self, company, client, reference, group, quick=False):
         Move = self.env['account.move']
+        group = [move.with_prefetch() for move in group]
         handle = client.session(reference)
         record = group[0].ksef_session_id
         now = fields.Datetime.now()
@@ -592,7 +599,7 @@ class L10nPlKsefSession(models.Model):
                 continue
             if not result.is_final:
                 if not move.ksef_reference and move._ksef_lock(('sending',)):
-                    move.with_context(ksef_skip_guard=True).write({'ksef_reference': result.reference_number})
+                    move._ksef_write({'ksef_reference': result.reference_number})
                     Move._ksef_commit()
                 continue
             if not move._ksef_lock(('sending',)):
@@ -605,6 +612,7 @@ class L10nPlKsefSession(models.Model):
         record.sudo().write({'state': 'abandoned', 'date_closed': fields.Datetime.now()})
         self.env['account.move']._ksef_commit()
         for move in moves:
+            move = move.with_prefetch()
             if move._ksef_lock(('sending',)):
                 self._ksef_requeue(move, move._ksef_queue_state(), message)
 
@@ -620,10 +628,10 @@ class L10nPlKsefSession(models.Model):
         elif outcome['state'] == 'duplicate':
             self._ksef_duplicate(move, result, client, outcome['message'], details)
         elif outcome['state'] == 'retry':
-            move.with_context(ksef_skip_guard=True).write({'ksef_reference': result.reference_number})
+            move._ksef_write({'ksef_reference': result.reference_number})
             self._ksef_requeue(move, move._ksef_queue_state(), outcome['message'], count=True)
         else:
-            move.with_context(ksef_skip_guard=True).write({'ksef_reference': result.reference_number})
+            move._ksef_write({'ksef_reference': result.reference_number})
             move._ksef_set_state('rejected', outcome['message'], details=details, status_code=result.status_code)
 
     @api.model
@@ -646,7 +654,7 @@ class L10nPlKsefSession(models.Model):
             'ksef_invoicing_mode': invoicing_mode if invoicing_mode in ('online', 'offline') else False,
             'ksef_next_attempt': False, 'ksef_deadline_warning': False,
         }
-        move.with_context(ksef_skip_guard=True).write(extra)
+        move._ksef_write(extra)
         upo = self._ksef_fetch_upo(move, client, result, quiet=True)
         attachments = move.ksef_xml_id | (upo or self.env['ir.attachment'])
         move._ksef_set_state(state, message, details=details, status_code=result.status_code, extra={},
@@ -774,6 +782,7 @@ class L10nPlKsefSession(models.Model):
                 except KsefError:
                     results = {}
             for move in group:
+                move = move.with_prefetch()
                 if not move._ksef_lock(ACCEPTED_STATES):
                     continue
                 upo = self._ksef_fetch_upo(move, client, results.get(move.ksef_number), quiet=True)
