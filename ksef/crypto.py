@@ -143,9 +143,23 @@ def _to_bytes(data):
     return data or b""
 
 
+def _clean(data):
+    """Bytes of a credential file: PEM/Base64 text loses surrounding whitespace, binary DER/PKCS#12
+    is kept byte for byte (its last byte may well be 0x0a or 0x20)."""
+    data = _to_bytes(data)
+    stripped = data.strip()
+    if b"-----BEGIN" in stripped[:64] or _is_base64_text(stripped):
+        return stripped
+    return data
+
+
+def _is_base64_text(data):
+    return bool(data) and re.fullmatch(rb"[A-Za-z0-9+/=\s]+", data) is not None
+
+
 def load_certificate(data):
     """Load an X.509 certificate from PEM, DER or Base64-encoded DER bytes/str."""
-    data = _to_bytes(data).strip()
+    data = _clean(data)
     if not data:
         raise CredentialError("empty certificate", code="certificate_empty")
     try:
@@ -162,7 +176,7 @@ def load_certificate(data):
 
 def load_private_key(data, password=None):
     """Load a private key (PEM or DER; PKCS#8, traditional RSA/EC; encrypted or not)."""
-    data = _to_bytes(data).strip()
+    data = _clean(data)
     if not data:
         raise CredentialError("empty private key", code="key_empty")
     pwd = _to_bytes(password) or None
@@ -227,7 +241,7 @@ def load_credentials(certificate=None, private_key=None, password=None):
     plus a private key (PEM/DER, optionally encrypted with ``password``). Returns
     ``(private_key, certificate)`` and checks that they belong together.
     """
-    cert_b, key_b = _to_bytes(certificate).strip(), _to_bytes(private_key).strip()
+    cert_b, key_b = _clean(certificate), _clean(private_key)
     if cert_b and not key_b and is_pkcs12(cert_b):
         return load_pkcs12(cert_b, password)
     if key_b and not cert_b and is_pkcs12(key_b):
