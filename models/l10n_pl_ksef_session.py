@@ -131,10 +131,17 @@ class L10nPlKsefSession(models.Model):
         return moment.replace(microsecond=0)
 
     @api.model
-    def _ksef_client(self, company, moves=None):
-        """The company's client, or ``None`` after recording why not on ``moves`` (nothing sent)."""
+    def _ksef_client(self, company, moves=None, quick=False):
+        """The company's client, or ``None`` after recording why not on ``moves`` (nothing sent).
+
+        ``quick``: for a user's click (one invoice, "send now", "refresh"): short timeouts, no retry
+        loops, no long waits for the rate budget — the jobs do the patient work.
+        """
+        kwargs = {}
+        if quick:
+            kwargs = {'timeout': (5, 15), 'retries': 1, 'max_rate_wait': 5.0, 'send_resolve_delays': (1.0, 2.0)}
         try:
-            return company._ksef_get_client()
+            return company._ksef_get_client(**kwargs)
         except (RedirectWarning, UserError, KsefError) as exc:
             message = company._ksef_error_message(exc) if isinstance(exc, KsefError) else exc.args[0]
             _logger.warning("KSeF client of company %s unavailable (%s)", company.id,
@@ -188,6 +195,8 @@ class L10nPlKsefSession(models.Model):
         for company, _count in groups:
             if offline and not self._ksef_is_available(company):
                 continue
+            if offline:
+                self._ksef_close_offline_events(company)
             moves = Move.with_company(company).search([*domain, ('company_id', '=', company.id)], order='id',
                                                       limit=MAX_INVOICES_PER_SESSION + 1)
             result = self.with_company(company)._ksef_send_company(company, moves, started)
@@ -196,6 +205,22 @@ class L10nPlKsefSession(models.Model):
         if remaining:
             self.env['ir.cron']._notify_progress(done=done, remaining=remaining)
             Move._ksef_trigger_crons()
+
+    @api.model
+    def _ksef_close_offline_events(self, company):
+        """KSeF is available again: an unavailability/failure without a known end ended now; its
+        invoices get their legal deadline (and are sent right away anyway)."""
+        Move = self.env['account.move']
+        open_events = Move.search([('company_id', '=', company.id), ('ksef_state', 'in', ('offline', 'to_send')),
+                                   ('ksef_offline_mode', 'in', ('unavailability', 'failure')),
+                                   ('ksef_offline_event_end', '=', False)])
+        now = fields.Datetime.now()
+        for move in open_events:
+            move = move.with_prefetch()
+            if move._ksef_lock((move.ksef_state,)):
+                move._ksef_write({'ksef_offline_event_end': now,
+                                  'ksef_offline_deadline': move._ksef_compute_deadline(move.ksef_offline_mode, now)})
+                Move._ksef_commit()
 
     @api.model
     def _ksef_is_available(self, company):
@@ -217,11 +242,17 @@ class L10nPlKsefSession(models.Model):
         if client is None:
             return 0, 0
         ready = moves._ksef_prepare_queued(deadline=started + self._ksef_budget())
-        unprepared = self.env['account.move'].search_count([
-            ('id', 'in', moves.ids), ('ksef_state', '=', 'to_send'), ('ksef_xml_hash', '=', False)])
+        Move = self.env['account.move']
+        unprepared_domain = [('id', 'in', moves.ids), ('ksef_state', '=', 'to_send'), ('ksef_xml_hash', '=', False)]
+        unprepared = Move.search_count(unprepared_domain)
+        threshold = max(1, company.ksef_batch_threshold)
+        if unprepared and len(ready) > threshold and unprepared <= threshold:
+            # a short tail would go out online in the next run: take it into this batch
+            ready |= Move.search(unprepared_domain)._ksef_prepare_queued()
+            unprepared = Move.search_count(unprepared_domain)
         if not ready:
             return 0, unprepared
-        if len(ready) > max(1, company.ksef_batch_threshold):
+        if len(ready) > threshold:
             done, remaining = self._ksef_send_batch(client, company, ready)
         else:
             done, remaining = self._ksef_send_online(ready, client=client, started=started)
@@ -270,7 +301,7 @@ class L10nPlKsefSession(models.Model):
         for company in moves.company_id:
             # one record per transaction: a commit empties the cache, keep the next fetch small
             company_moves = [m.with_prefetch() for m in todo if m.company_id == company]
-            client = client or self._ksef_client(company, moves.browse([m.id for m in company_moves]))
+            client = client or self._ksef_client(company, moves.browse([m.id for m in company_moves]), quick=quick)
             if client is None:
                 continue
             record = session = None
@@ -522,7 +553,7 @@ class L10nPlKsefSession(models.Model):
                 left += len(group)
                 continue
             if company not in clients:
-                clients[company] = client or self._ksef_client(company)
+                clients[company] = client or self._ksef_client(company, quick=quick)
             company_client = clients[company]
             if company_client is None:
                 continue

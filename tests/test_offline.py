@@ -88,6 +88,16 @@ class TestKsefOffline(KsefSendCommon):
         self.assertEqual(invoice.ksef_state, 'offline')
         self.assertFalse(invoice.ksef_offline_deadline)
         self.assertIn("starts when the unavailability or failure ends", invoice.ksef_banner)
+        # KSeF is back: the unavailability ended now, the deadline is known, the invoice goes out
+        self.ksef_run_send(offline=True)
+        self.assertTrue(invoice.ksef_offline_event_end)
+        expected = ksef_calendar.offline_deadline(
+            'unavailability', unavailability_end=invoice.ksef_offline_event_end.replace(
+                tzinfo=datetime.timezone.utc).astimezone(ksef_calendar.WARSAW))
+        self.assertEqual(invoice.ksef_offline_deadline,
+                         expected.astimezone(datetime.timezone.utc).replace(tzinfo=None, microsecond=0))
+        self.ksef_run_status(invoice)
+        self.assertKsefAccepted(invoice, offline=True)
 
     def test_total_failure_no_qr_no_sending_correction_outside_ksef(self):
         invoice = self.ksef_invoice()
