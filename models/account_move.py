@@ -359,7 +359,6 @@ class AccountMove(models.Model):
     def _ksef_banner_content(self):
         """``(level, html)`` of the banner: what happened and what to do (buttons are in the view)."""
         self.ensure_one()
-        _ = self.env._
         message = self.ksef_message
         state = self.ksef_state
         if not state:
@@ -367,19 +366,19 @@ class AccountMove(models.Model):
                 return self.ksef_message_level or 'danger', _ksef_html(message)
             return False, False
         if state == 'rejected':
-            return 'danger', _ksef_html(message or _("KSeF rejected the invoice."))
+            return 'danger', _ksef_html(message or self.env._("KSeF rejected the invoice."))
         if state == 'offline':
             if self.ksef_offline_mode == 'total_failure':
-                return 'info', _ksef_html(_(
+                return 'info', _ksef_html(self.env._(
                     "Issued outside KSeF during a total failure of KSeF: there is no obligation to send it and "
                     "the printout has no QR code."))
             if self.ksef_offline_deadline:
-                text = _("Issued offline (%(mode)s). It must be sent to KSeF by %(deadline)s; it will be sent "
+                text = self.env._("Issued offline (%(mode)s). It must be sent to KSeF by %(deadline)s; it will be sent "
                          "automatically as soon as KSeF is available.",
                          mode=self._ksef_offline_mode_label(), deadline=self._ksef_format_datetime(
                              self.ksef_offline_deadline))
             else:
-                text = _("Issued offline (%s). The sending deadline starts when the unavailability or failure "
+                text = self.env._("Issued offline (%s). The sending deadline starts when the unavailability or failure "
                          "ends; the invoice will be sent automatically as soon as KSeF is available.",
                          self._ksef_offline_mode_label())
             level = 'danger' if self.ksef_deadline_warning == 'overdue' else 'warning'
@@ -389,11 +388,11 @@ class AccountMove(models.Model):
         if state == 'to_send':
             if message and self.ksef_message_level in ('warning', 'danger'):
                 return self.ksef_message_level, _ksef_html(message)
-            return 'info', _ksef_html(_("Waiting to be sent to KSeF: the invoice is sent in the background."))
+            return 'info', _ksef_html(self.env._("Waiting to be sent to KSeF: the invoice is sent in the background."))
         if state == 'sending':
             if message:
                 return self.ksef_message_level or 'info', _ksef_html(message)
-            return 'info', _ksef_html(_("Sent to KSeF; KSeF is verifying the invoice."))
+            return 'info', _ksef_html(self.env._("Sent to KSeF; KSeF is verifying the invoice."))
         if message and self.ksef_message_level in ('warning', 'danger'):
             return self.ksef_message_level, _ksef_html(message)
         return False, False
@@ -401,10 +400,11 @@ class AccountMove(models.Model):
     @api.depends('ksef_state')
     def _compute_show_reset_to_draft_button(self):
         # EXTENDS 'account'
-        super()._compute_show_reset_to_draft_button()
+        res = super()._compute_show_reset_to_draft_button()
         for move in self:
             if move.ksef_state in LOCKED_STATES:
                 move.show_reset_to_draft_button = False
+        return res
 
     # -------------------------------------------------------------------------
     # CRUD
@@ -652,7 +652,7 @@ class AccountMove(models.Model):
     def _ksef_commit(self):
         # Each invoice's outcome must survive whatever happens to the next one (and a crash): commit it.
         if self._ksef_can_commit():
-            self.env.cr.commit()
+            self.env.cr.commit()  # pylint: disable=invalid-commit
 
     def _ksef_lock(self, states):
         """Lock this invoice for the current transaction if it is (still) in one of ``states``.
@@ -791,7 +791,6 @@ class AccountMove(models.Model):
 
     def _ksef_check_sendable(self, offline=False, retry=False):
         """Translated reasons why invoices cannot be sent, ``{move: [message]}`` (no FA(3) check)."""
-        _ = self.env._
         errors = {}
         allowed = ('rejected',) if retry else (False, 'rejected')
         if offline:
@@ -799,23 +798,24 @@ class AccountMove(models.Model):
         for move in self:
             msgs = []
             if move.move_type not in KSEF_MOVE_TYPES:
-                msgs.append(_("%s is not a customer invoice or credit note: only those are sent to KSeF.",
+                msgs.append(self.env._("%s is not a customer invoice or credit note: only those are sent to KSeF.",
                               move.display_name))
             elif not move.company_id._ksef_is_polish():
-                msgs.append(_("Invoice %(move)s: company %(company)s is not a Polish company using KSeF.",
+                msgs.append(self.env._("Invoice %(move)s: company %(company)s is not a Polish company using KSeF.",
                               move=move.name, company=move.company_id.name))
             elif move.state != 'posted':
-                msgs.append(_("Invoice %s is not posted: post it before sending it to KSeF.", move.display_name))
+                msgs.append(self.env._(
+                    "Invoice %s is not posted: post it before sending it to KSeF.", move.display_name))
             elif move.ksef_state not in allowed and not (move.ksef_state == 'offline'
                                                           and move.ksef_offline_mode == 'total_failure'
                                                           and not offline):
-                msgs.append(_("Invoice %(move)s is already %(state)s in KSeF.", move=move.name,
+                msgs.append(self.env._("Invoice %(move)s is already %(state)s in KSeF.", move=move.name,
                               state=move._ksef_state_label()))
             elif move.move_type == 'out_refund':
                 original = move.reversed_entry_id
                 if original and original.ksef_state in PENDING_STATES and not (
                         original.ksef_state == 'offline' and original.ksef_offline_mode == 'total_failure'):
-                    msgs.append(_(
+                    msgs.append(self.env._(
                         "Credit note %(move)s corrects invoice %(original)s, which is still waiting for its KSeF "
                         "number (%(state)s). Send the correction after KSeF has accepted the original invoice.",
                         move=move.name, original=original.name, state=original._ksef_state_label()))
@@ -965,7 +965,6 @@ class AccountMove(models.Model):
         """account.move → :class:`ksef.fa3.Invoice`. Odoo-side gaps are appended to ``problems`` as
         translated sentences naming the invoice, the record and the field to fix."""
         self.ensure_one()
-        _ = self.env._
         company = self.company_id
         partner = self.commercial_partner_id
         is_refund = self.move_type == 'out_refund'
@@ -975,9 +974,10 @@ class AccountMove(models.Model):
         # --- seller --------------------------------------------------------------------------------
         seller_nip = ksef_numbers.normalize_nip(company.vat)
         if not ksef_numbers.is_valid_nip(seller_nip):
-            problems.append(_("Invoice %(move)s: company %(company)s has no valid NIP (%(value)s). Set the Tax ID "
-                              "of the company.", move=self.name, company=company.name, value=company.vat or "-"))
-        seller_address = self._ksef_address(company.partner_id, problems, _("company %s", company.name),
+            problems.append(self.env._(
+                "Invoice %(move)s: company %(company)s has no valid NIP (%(value)s). Set the Tax ID "
+                "of the company.", move=self.name, company=company.name, value=company.vat or "-"))
+        seller_address = self._ksef_address(company.partner_id, problems, self.env._("company %s", company.name),
                                             required=True)
         contacts = []
         phone = re.sub(r"[^\d+]", "", company.phone or "")[:16]
@@ -990,7 +990,8 @@ class AccountMove(models.Model):
         # --- buyer ---------------------------------------------------------------------------------
         podmiot2 = fa3.Podmiot2(
             dane_identyfikacyjne=self._ksef_buyer_identification(partner, problems),
-            adres=self._ksef_address(partner, problems, _("customer %s", partner.display_name), required=False),
+            adres=self._ksef_address(partner, problems, self.env._(
+                "customer %s", partner.display_name), required=False),
             nr_klienta=_clean(partner.ref, 256) or None)
 
         # --- lines ---------------------------------------------------------------------------------
@@ -1004,7 +1005,7 @@ class AccountMove(models.Model):
             by_code[code] |= line
             lines.append(self._ksef_line_values(line, index, code, sign, rate, problems))
         if not lines:
-            problems.append(_("Invoice %s has no invoice lines to send.", self.name))
+            problems.append(self.env._("Invoice %s has no invoice lines to send.", self.name))
 
         # --- summary from Odoo's own amounts (what the invoice shows) ------------------------------
         summary = self._ksef_summary(by_code, sign, problems)
@@ -1019,7 +1020,7 @@ class AccountMove(models.Model):
         if fa3.RATE_ZW in codes:
             basis = self._ksef_exemption_basis(by_code[fa3.RATE_ZW])
             if not basis:
-                problems.append(_("Invoice %s has VAT-exempt (zw) lines: fill the VAT exemption basis (e.g. "
+                problems.append(self.env._("Invoice %s has VAT-exempt (zw) lines: fill the VAT exemption basis (e.g. "
                                   "\"art. 43 ust. 1 pkt 37 ustawy o VAT\") on the invoice.", self.name))
             adnotacje.zwolnienie = fa3.Zwolnienie(p_19=1, p_19a=_clean(basis, 256) or None)
 
@@ -1037,7 +1038,7 @@ class AccountMove(models.Model):
             platnosc=None if is_refund else self._ksef_payment(),
         )
         if not self.invoice_date:
-            problems.append(_("Invoice %s has no invoice date.", self.name))
+            problems.append(self.env._("Invoice %s has no invoice date.", self.name))
         for name, value in summary.items():
             setattr(fa, name, value)
         if is_refund:
@@ -1051,24 +1052,24 @@ class AccountMove(models.Model):
         )
 
     def _ksef_address(self, partner, problems, who, required):
-        _ = self.env._
         street = _clean(" ".join(filter(None, [partner.street, partner.street2])), 512)
         city_line = _clean(" ".join(filter(None, [partner.zip, partner.city])), 512)
         country = partner.country_id.code or (self.company_id.country_id.code if required else None)
         if required and (not street or not partner.city or not country):
-            problems.append(_("Invoice %(move)s: the address of %(who)s is incomplete (street, city and country "
-                              "are required).", move=self.name, who=who))
+            problems.append(self.env._(
+                "Invoice %(move)s: the address of %(who)s is incomplete (street, city and country "
+                "are required).", move=self.name, who=who))
         if not street and not city_line:
             return None
         if not country:
-            problems.append(_("Invoice %(move)s: the address of %(who)s has no country.", move=self.name, who=who))
+            problems.append(self.env._(
+                "Invoice %(move)s: the address of %(who)s has no country.", move=self.name, who=who))
         return fa3.Adres(kod_kraju=country or None, adres_l1=street or city_line,
                          adres_l2=city_line if street and city_line else None)
 
     def _ksef_buyer_identification(self, partner, problems):
         """NIP for Polish buyers, KodUE+NrVatUE for EU VAT numbers, KodKraju+NrID for others, BrakID for
         consumers."""
-        _ = self.env._
         name = _clean(partner.name or partner.display_name, 512) or None
         vat = re.sub(r"[\s.\-]", "", partner.vat or "").upper()
         country = partner.country_id.code
@@ -1076,21 +1077,23 @@ class AccountMove(models.Model):
         eu_codes = set(eu.country_ids.mapped('code')) if eu else set()
         if vat in ('', '/'):
             if partner.is_company and country in (None, False, 'PL'):
-                problems.append(_("Invoice %(move)s: customer %(partner)s is a company without a NIP. Add its Tax ID, "
-                                  "or untick \"Company\" when the customer is a consumer.",
+                problems.append(self.env._(
+                    "Invoice %(move)s: customer %(partner)s is a company without a NIP. Add its Tax ID, "
+                    "or untick \"Company\" when the customer is a consumer.",
                                   move=self.name, partner=partner.display_name))
             return fa3.DaneIdentyfikacyjne(brak_id=1, nazwa=name)
         if country == 'PL' or (not country and (vat.startswith('PL') or re.fullmatch(r"\d{10}", vat))):
             nip = ksef_numbers.normalize_nip(vat)
             if not ksef_numbers.is_valid_nip(nip):
-                problems.append(_("Invoice %(move)s: customer %(partner)s has no valid NIP (%(value)s).",
+                problems.append(self.env._("Invoice %(move)s: customer %(partner)s has no valid NIP (%(value)s).",
                                   move=self.name, partner=partner.display_name, value=partner.vat))
             return fa3.DaneIdentyfikacyjne(nip=nip, nazwa=name)
         if country in eu_codes or (vat[:2].isalpha() and vat[:2] in ksef_numbers.EU_VAT_FORMATS):
             prefix, number = ksef_numbers.split_eu_vat(vat, country)
             if not prefix or not number:
-                problems.append(_("Invoice %(move)s: the EU VAT number of customer %(partner)s (%(value)s) cannot be "
-                                  "read.", move=self.name, partner=partner.display_name, value=partner.vat))
+                problems.append(self.env._(
+                    "Invoice %(move)s: the EU VAT number of customer %(partner)s (%(value)s) cannot be "
+                    "read.", move=self.name, partner=partner.display_name, value=partner.vat))
             return fa3.DaneIdentyfikacyjne(kod_ue=prefix, nr_vat_ue=number, nazwa=name)
         return fa3.DaneIdentyfikacyjne(kod_kraju=country or None, nr_id=_clean(vat, 50), nazwa=name)
 
@@ -1112,13 +1115,12 @@ class AccountMove(models.Model):
         return _dec(value, 6)
 
     def _ksef_line_values(self, line, index, code, sign, rate, problems):  # noqa: PLR0917
-        _ = self.env._
         digits = self.currency_id.decimal_places
         subtotal = line.price_subtotal
         quantity = line.quantity
         discount = line.discount or 0.0
         if float_is_zero(quantity, precision_digits=6):
-            problems.append(_("Invoice %(move)s, line %(line)s (%(name)s): the quantity is zero.",
+            problems.append(self.env._("Invoice %(move)s, line %(line)s (%(name)s): the quantity is zero.",
                               move=self.name, line=index, name=line.name or line.product_id.display_name))
             quantity = 1.0
         gross_before_discount = subtotal / (1 - discount / 100.0) if discount < 100 else line.price_unit * quantity
@@ -1126,7 +1128,8 @@ class AccountMove(models.Model):
         discount_amount = gross_before_discount - subtotal
         name = _clean(line.name or line.product_id.display_name, 512)
         if not name:
-            problems.append(_("Invoice %(move)s, line %(line)s has no description.", move=self.name, line=index))
+            problems.append(self.env._(
+                "Invoice %(move)s, line %(line)s has no description.", move=self.name, line=index))
         gtu = line.product_id.product_tmpl_id.l10n_pl_vat_gtu if line.product_id else False
         procedura = None
         if self.l10n_pl_vat_b_spv:
@@ -1226,13 +1229,12 @@ class AccountMove(models.Model):
 
     def _ksef_correction_values(self, fa, problems):
         """KOR: reason, type and the corrected invoice (NrKSeF + number, or NrKSeFN when issued outside KSeF)."""
-        _ = self.env._
         original = self.reversed_entry_id
         fa.przyczyna_korekty = _clean(self.ksef_correction_reason or self._ksef_reason_from_ref(), 256) or None
         fa.typ_korekty = int(self.ksef_correction_type) if self.ksef_correction_type else None
         if original:
             if original.ksef_state in PENDING_STATES and original.ksef_offline_mode != 'total_failure':
-                problems.append(_(
+                problems.append(self.env._(
                     "Credit note %(move)s corrects invoice %(original)s, which is still waiting for its KSeF number "
                     "(%(state)s). Send the correction after KSeF has accepted the original invoice.",
                     move=self.name, original=original.name, state=original._ksef_state_label()))
@@ -1247,13 +1249,13 @@ class AccountMove(models.Model):
                                         nr_fa_korygowanej=_clean(self.ksef_corrected_invoice_number, 256))
             if self.ksef_corrected_ksef_number:
                 if not ksef_numbers.is_valid_ksef_number(self.ksef_corrected_ksef_number):
-                    problems.append(_("Credit note %(move)s: %(value)s is not a valid KSeF number.",
+                    problems.append(self.env._("Credit note %(move)s: %(value)s is not a valid KSeF number.",
                                       move=self.name, value=self.ksef_corrected_ksef_number))
                 ref.nr_ksef, ref.nr_ksef_fa_korygowanej = 1, self.ksef_corrected_ksef_number.strip()
             else:
                 ref.nr_ksef_n = 1
         else:
-            problems.append(_(
+            problems.append(self.env._(
                 "Credit note %s does not say which invoice it corrects: create it with \"Credit Note\" on the "
                 "invoice, or fill the corrected invoice number and date.", self.name))
             return
@@ -1274,28 +1276,27 @@ class AccountMove(models.Model):
 
     def _ksef_explain_issue(self, issue):
         """A core ValidationIssue as a sentence naming the invoice, the record and what to fix."""
-        _ = self.env._
         path = issue.path or ""
         lang = self.env.lang or 'en_US'
         text = issue.message_pl if lang.startswith('pl') and issue.message_pl else issue.message_en
         value = " (%s)" % issue.value if issue.value not in (None, "") and str(issue.value) not in text else ""
         if "/Podmiot1" in path or path.startswith("Podmiot1"):
-            where = _("company %s", self.company_id.name)
+            where = self.env._("company %s", self.company_id.name)
         elif "/Podmiot2" in path or path.startswith("Podmiot2"):
-            where = _("customer %s", self.commercial_partner_id.display_name)
+            where = self.env._("customer %s", self.commercial_partner_id.display_name)
         elif m := re.search(r"FaWiersz\[(\d+)\]", path):
             index = int(m.group(1))
             product_lines = self.invoice_line_ids.filtered(lambda ln: ln.display_type == 'product')
             line = product_lines[index - 1] if 0 < index <= len(product_lines) else None
-            where = _("line %(index)s (%(name)s)", index=index,
+            where = self.env._("line %(index)s (%(name)s)", index=index,
                       name=(line.name or line.product_id.display_name) if line else "?")
         elif "/Platnosc" in path:
-            where = _("payment terms / bank account")
+            where = self.env._("payment terms / bank account")
         elif "DaneFaKorygowanej" in path:
-            where = _("corrected invoice")
+            where = self.env._("corrected invoice")
         else:
-            where = _("field %s", path.rsplit("/", 1)[-1] or "-")
-        return _("Invoice %(move)s: %(where)s: %(message)s%(value)s", move=self.name, where=where,
+            where = self.env._("field %s", path.rsplit("/", 1)[-1] or "-")
+        return self.env._("Invoice %(move)s: %(where)s: %(message)s%(value)s", move=self.name, where=where,
                  message=text, value=value)
 
     @api.model
@@ -1305,49 +1306,52 @@ class AccountMove(models.Model):
 
         ``state``: ``accepted``, ``rejected``, ``duplicate`` or ``retry`` (send again automatically).
         """
-        _ = self.env._
         detail_text = "; ".join(str(d) for d in (details or ()) if d)[:1500]
         extensions = extensions or {}
         if code == 200:
-            return {'state': 'accepted', 'message': _("Success."), 'retry': False}
+            return {'state': 'accepted', 'message': self.env._("Success."), 'retry': False}
         if code == 440:
-            return {'state': 'duplicate', 'retry': False, 'message': _(
+            return {'state': 'duplicate', 'retry': False, 'message': self.env._(
                 "KSeF already holds this invoice (duplicate: same seller NIP, invoice type and number) under KSeF "
                 "number %s. Nothing was sent twice.", extensions.get('originalKsefNumber') or "?")}
         retryable = {
-            405: _("KSeF cancelled the processing because of a session error."),
-            435: _("KSeF could not decrypt the file."),
-            500: _("KSeF reported an unknown error."),
-            550: _("KSeF cancelled the processing (system operation)."),
+            405: self.env._("KSeF cancelled the processing because of a session error."),
+            435: self.env._("KSeF could not decrypt the file."),
+            500: self.env._("KSeF reported an unknown error."),
+            550: self.env._("KSeF cancelled the processing (system operation)."),
         }
         if code in retryable:
             if attempts < MAX_ATTEMPTS:
-                return {'state': 'retry', 'retry': True, 'message': _(
+                return {'state': 'retry', 'retry': True, 'message': self.env._(
                     "%(what)s The invoice will be sent again automatically.", what=retryable[code])}
-            return {'state': 'rejected', 'retry': False, 'message': _(
+            return {'state': 'rejected', 'retry': False, 'message': self.env._(
                 "%(what)s It happened %(count)s times; next step: check the KSeF status page and click Retry "
                 "later. KSeF says: %(details)s", what=retryable[code], count=attempts,
                 details=detail_text or description or "-")}
         explanations = {
-            410: _("KSeF refused the invoice: the credentials used by Odoo have no permission to issue invoices "
-                   "for this seller (status 410). Next step: in the KSeF application grant the \"InvoiceWrite\" "
-                   "permission to the token or certificate used by Odoo (or fix the company's NIP), then click "
-                   "Retry."),
-            415: _("KSeF refused the invoice: sending invoices with attachments is not enabled for this taxpayer "
-                   "(status 415). Next step: enable attachments in e-Urząd Skarbowy, or remove the attachment, "
-                   "then click Retry."),
-            430: _("KSeF refused the file: it does not match the FA(3) structure (status 430). Next step: correct "
-                   "the data named in the details (reset the invoice to draft if needed) and click Retry; if the "
-                   "details name something Odoo fills in by itself, report it to your integrator."),
-            450: _("KSeF refused the invoice content (semantic error, status 450), e.g. an issue date after the "
-                   "sending date or an invalid NIP. Next step: correct the data named in the details (reset the "
-                   "invoice to draft if needed) and click Retry."),
+            410: self.env._(
+                "KSeF refused the invoice: the credentials used by Odoo have no permission to issue invoices "
+                "for this seller (status 410). Next step: in the KSeF application grant the \"InvoiceWrite\" "
+                "permission to the token or certificate used by Odoo (or fix the company's NIP), then click "
+                "Retry."),
+            415: self.env._(
+                "KSeF refused the invoice: sending invoices with attachments is not enabled for this taxpayer "
+                "(status 415). Next step: enable attachments in e-Urząd Skarbowy, or remove the attachment, "
+                "then click Retry."),
+            430: self.env._(
+                "KSeF refused the file: it does not match the FA(3) structure (status 430). Next step: correct "
+                "the data named in the details (reset the invoice to draft if needed) and click Retry; if the "
+                "details name something Odoo fills in by itself, report it to your integrator."),
+            450: self.env._(
+                "KSeF refused the invoice content (semantic error, status 450), e.g. an issue date after the "
+                "sending date or an invalid NIP. Next step: correct the data named in the details (reset the "
+                "invoice to draft if needed) and click Retry."),
         }
-        message = explanations.get(code) or _(
+        message = explanations.get(code) or self.env._(
             "KSeF rejected the invoice (status %(code)s: %(description)s). Next step: read the details, correct "
             "the invoice and click Retry.", code=code, description=description or "-")
         if detail_text:
-            message = _("%(message)s\nKSeF details: %(details)s", message=message, details=detail_text)
+            message = self.env._("%(message)s\nKSeF details: %(details)s", message=message, details=detail_text)
         return {'state': 'rejected', 'message': message, 'retry': False}
 
     # -------------------------------------------------------------------------

@@ -56,7 +56,6 @@ class L10nPlKsefSession(models.Model):
     )
     company_id = fields.Many2one(
         comodel_name='res.company',
-        string="Company",
         required=True,
         readonly=True,
         index=True,
@@ -81,9 +80,15 @@ class L10nPlKsefSession(models.Model):
              "- Closed: closed in KSeF; statuses of its invoices are followed.\n"
              "- Abandoned: a batch session that was never completed; its invoices were queued again.",
     )
-    offline_mode = fields.Boolean(string="Offline Mode", readonly=True)
-    valid_until = fields.Datetime(string="Valid Until", readonly=True)
-    invoice_count = fields.Integer(string="Invoice Count", readonly=True)
+    scope = fields.Char(
+        string="KSeF Scope",
+        readonly=True,
+        help="KSeF environment and login context the session belongs to; a session is only reused in the same "
+             "scope (another context or environment does not know it).",
+    )
+    offline_mode = fields.Boolean(readonly=True)
+    valid_until = fields.Datetime(readonly=True)
+    invoice_count = fields.Integer(readonly=True)
     date_closed = fields.Datetime(string="Closed On", readonly=True)
     key_b64 = fields.Char(string="Session Key", groups='base.group_system', readonly=True, copy=False)
     iv_b64 = fields.Char(string="Session IV", groups='base.group_system', readonly=True, copy=False)
@@ -260,10 +265,11 @@ class L10nPlKsefSession(models.Model):
 
     @api.model
     def _ksef_online_session(self, company, client, exclude=None):
-        """An open online session of the company (reused) or a new one, stored and committed."""
+        """An open online session of the company in the client's scope (reused) or a new one, stored and
+        committed."""
         limit = fields.Datetime.now() + datetime.timedelta(minutes=30)
         domain = [('company_id', '=', company.id), ('kind', '=', 'online'), ('state', '=', 'open'),
-                  ('valid_until', '>', limit)]
+                  ('valid_until', '>', limit), ('scope', '=', client.scope)]
         if exclude:
             domain.append(('id', 'not in', exclude.ids))
         for record in self.sudo().search(domain, limit=3):
@@ -276,6 +282,7 @@ class L10nPlKsefSession(models.Model):
             'name': session.reference_number,
             'company_id': company.id,
             'kind': 'online',
+            'scope': client.scope,
             'valid_until': self._ksef_parse_date(session.valid_until) or (
                 fields.Datetime.now() + datetime.timedelta(hours=12)),
             'key_b64': state['symmetricKey'],
@@ -323,14 +330,19 @@ class L10nPlKsefSession(models.Model):
                     if not move._ksef_lock((from_state,)):
                         continue
                 outcome = self._ksef_post_invoice(move, from_state, company, client, record, session)
-                if outcome == 'session_gone':
+                gone = self.browse()
+                while outcome == 'session_gone' and len(gone) < 5:
+                    # KSeF does not take invoices in that session any more (full, expired, closed): use another
+                    gone |= record
                     record.sudo().write({'state': 'closed', 'date_closed': fields.Datetime.now()})
                     Move._ksef_commit()
                     try:
-                        record, session = self._ksef_online_session(company, client, exclude=record)
+                        record, session = self._ksef_online_session(company, client, exclude=gone)
                     except (KsefError, UserError) as exc:
                         self._ksef_failure(move, exc, company)
+                        outcome = 'stop'
                         break
+                    outcome = 'failed'
                     if move._ksef_lock((from_state,)):
                         outcome = self._ksef_post_invoice(move, from_state, company, client, record, session)
                 if outcome == 'stop':
@@ -836,16 +848,21 @@ class L10nPlKsefSession(models.Model):
         Move = self.env['account.move']
         now = fields.Datetime.now()
         idle = self._ksef_param('session_idle_seconds', 3600.0)
+        clients = {}
         for record in self.sudo().search([('kind', '=', 'online'), ('state', '=', 'open')]):
             last = Move.sudo().search([('ksef_session_id', '=', record.id)], order='ksef_sent_at desc', limit=1)
             last_used = (last.ksef_sent_at if last else None) or record.create_date
             expiring = record.valid_until and record.valid_until <= now + datetime.timedelta(minutes=30)
             if (now - last_used).total_seconds() < idle and not expiring:
                 continue
-            client = self._ksef_client(record.company_id)
+            company = record.company_id
+            if company not in clients:
+                clients[company] = self._ksef_client(company)
+            client = clients[company]
             if client is None:
                 continue
-            if not (record.valid_until and record.valid_until <= now):
+            # a session of another context/environment (settings changed) is unknown there: just forget it
+            if client.scope == record.scope and not (record.valid_until and record.valid_until <= now):
                 try:
                     client.resume_online_session(record._ksef_state_dict()).close()
                 except (KsefError, ValueError) as exc:

@@ -43,7 +43,6 @@ class L10nPlKsefTransmission(models.Model):
         help="Number assigned by KSeF (accepted invoices), or the number of the original invoice for a duplicate.",
     )
     invoicing_date = fields.Datetime(
-        string="Invoicing Date",
         help="Date and time KSeF accepted the invoice (invoicingDate).",
     )
     message = fields.Text(
@@ -58,11 +57,10 @@ class L10nPlKsefTransmission(models.Model):
         string="KSeF Code",
         help="KSeF status code of the invoice (200 accepted, 4xx rejected...), 0 when not applicable.",
     )
-    session_reference = fields.Char(string="Session Reference")
-    invoice_reference = fields.Char(string="Invoice Reference")
+    session_reference = fields.Char()
+    invoice_reference = fields.Char()
     offline_mode = fields.Selection(
         selection=OFFLINE_MODES,
-        string="Offline Mode",
     )
     attachment_id = fields.Many2one(
         comodel_name='ir.attachment',
@@ -76,7 +74,6 @@ class L10nPlKsefTransmission(models.Model):
     )
     user_id = fields.Many2one(
         comodel_name='res.users',
-        string="User",
         default=lambda self: self.env.user,
         help="User who started the action (the system user for scheduled actions).",
     )

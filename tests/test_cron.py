@@ -150,6 +150,23 @@ class TestKsefCronRecovery(KsefSendCommon):
         self.ksef_run_status(invoice)
         self.assertKsefAccepted(invoice)
 
+    def test_session_of_another_context_is_not_reused(self):
+        first = self.queue()
+        self.ksef_run_send()
+        self.ksef_run_status(first)
+        # the company switches to another KSeF context (NIP): KSeF would not know the old session there
+        new_nip = random_nip()
+        self.ksef_company.vat = 'PL%s' % new_nip
+        self.ksef_configure_token(self.ksef_company, nip=new_nip)
+        self.ksef_nip = new_nip
+        second = self.queue()
+        self.ksef_run_send()
+        self.ksef_run_status(second)
+        self.assertKsefAccepted(first)
+        self.assertKsefAccepted(second)
+        self.assertNotEqual(first.ksef_session_id, second.ksef_session_id)
+        self.assertEqual(first.ksef_session_id.state, 'open', "the old session is left to the idle closing")
+
     def test_session_is_reused_across_runs_and_closed_when_idle(self):
         first = self.queue()
         self.ksef_run_send()
@@ -204,6 +221,7 @@ class TestKsefConcurrency(BaseCase):
                 env['account.chart.template'].try_loading('pl', company=company, install_demo=False)
             env = api.Environment(cr, SUPERUSER_ID, {'allowed_company_ids': company.ids})
             company = company.with_env(env)
+            self.cleanup(env, company)
             nip = random_nip()
             token = self.sandbox.create_token(nip)
             company.write({'vat': 'PL%s' % nip})
@@ -229,8 +247,24 @@ class TestKsefConcurrency(BaseCase):
             self.assertFalse(errors)
             # log in once so that the workers only read the stored tokens
             company._ksef_get_client(authenticate=True)
-            cr.commit()
+            cr.commit()  # pylint: disable=invalid-commit
             return company.id, nip, moves.ids
+
+    def cleanup(self, env, company):
+        """Leftovers of earlier runs in this database (the company is kept): nothing queued, no open
+        session, so that they never weigh on later runs or on the other tests."""
+        env.cr.execute("UPDATE account_move SET ksef_state = NULL WHERE company_id = %s "
+                       "AND ksef_state IN ('to_send', 'sending', 'offline')", [company.id])
+        env.cr.execute("UPDATE l10n_pl_ksef_session SET state = 'closed' WHERE company_id = %s AND state = 'open'",
+                       [company.id])
+        env.invalidate_all()
+
+    def tearDown(self):
+        with self.registry.cursor() as cr:
+            env, company = self.env_for(cr)
+            if company:
+                self.cleanup(env, company)
+        super().tearDown()
 
     def run_workers(self, count, target):
         barrier = threading.Barrier(count)

@@ -47,12 +47,10 @@ class L10nPlKsefOfflineMode(models.TransientModel):
         compute='_compute_deadline_text',
     )
     explanation = fields.Html(
-        string="Explanation",
         compute='_compute_explanation',
         sanitize=False,
     )
     problems = fields.Text(
-        string="Problems",
         compute='_compute_problems',
     )
 
@@ -101,27 +99,31 @@ class L10nPlKsefOfflineMode(models.TransientModel):
 
     @api.depends('mode')
     def _compute_explanation(self):
-        _ = self.env._
         texts = {
-            'offline24': _("Offline24 mode can be used for any reason, e.g. when the internet connection fails. "
-                           "The invoice is issued now and must be sent to KSeF no later than the next business day "
-                           "after its issue date (art. 106nda of the VAT Act). Odoo sends it automatically as soon "
-                           "as KSeF is available."),
-            'unavailability': _("KSeF unavailability (maintenance) announced in the BIP of the Ministry of Finance "
-                                "and in the software. The invoice must be sent no later than the next business day "
-                                "after the unavailability ends (art. 106nh). Odoo sends it automatically when KSeF "
-                                "is available again."),
-            'failure': _("KSeF failure announced in the BIP of the Ministry of Finance and in the software. The "
-                         "invoice must be sent within 7 business days after the failure ends; a new failure notice "
-                         "restarts the count (art. 106nf). Odoo sends it automatically when KSeF works again."),
-            'total_failure': _("Total failure of KSeF announced in the media. The invoice is issued outside KSeF "
-                               "(paper or any electronic form), without QR codes, and there is no obligation to "
-                               "send it to KSeF later. Corrections during the failure are also issued outside "
-                               "KSeF."),
+            'offline24': self.env._(
+                "Offline24 mode can be used for any reason, e.g. when the internet connection fails. "
+                "The invoice is issued now and must be sent to KSeF no later than the next business day "
+                "after its issue date (art. 106nda of the VAT Act). Odoo sends it automatically as soon "
+                "as KSeF is available."),
+            'unavailability': self.env._(
+                "KSeF unavailability (maintenance) announced in the BIP of the Ministry of Finance "
+                "and in the software. The invoice must be sent no later than the next business day "
+                "after the unavailability ends (art. 106nh). Odoo sends it automatically when KSeF "
+                "is available again."),
+            'failure': self.env._(
+                "KSeF failure announced in the BIP of the Ministry of Finance and in the software. The "
+                "invoice must be sent within 7 business days after the failure ends; a new failure notice "
+                "restarts the count (art. 106nf). Odoo sends it automatically when KSeF works again."),
+            'total_failure': self.env._(
+                "Total failure of KSeF announced in the media. The invoice is issued outside KSeF "
+                "(paper or any electronic form), without QR codes, and there is no obligation to "
+                "send it to KSeF later. Corrections during the failure are also issued outside "
+                "KSeF."),
         }
-        qr = _("Until KSeF gives the invoice its number, the printout handed to the buyer carries two QR codes: "
-               "OFFLINE (the invoice) and CERTYFIKAT (the issuer, signed with the company's KSeF offline "
-               "certificate).")
+        qr = self.env._(
+            "Until KSeF gives the invoice its number, the printout handed to the buyer carries two QR codes: "
+            "OFFLINE (the invoice) and CERTYFIKAT (the issuer, signed with the company's KSeF offline "
+            "certificate).")
         for wizard in self:
             text = texts.get(wizard.mode, "")
             body = Markup("<p>%s</p>") % text
