@@ -335,6 +335,17 @@ class TestKsefSend(KsefSendCommon, TestAccountMoveSendCommon):
         self.ksef_run_status(invoice)
         self.assertKsefAccepted(invoice)
 
+    def test_invoice_views_show_ksef(self):
+        Move = self.env['account.move']
+        form = Move.get_view(self.env.ref('account.view_move_form').id, 'form')['arch']
+        for needle in ('action_ksef_send', 'action_ksef_send_offline', 'id="ksef_tab"', 'ksef_banner',
+                       'ksef_transmission_ids', 'action_ksef_retry'):
+            self.assertIn(needle, form)
+        listing = Move.get_view(self.env.ref('account.view_out_invoice_tree').id, 'list')['arch']
+        self.assertIn('ksef_state', listing)
+        search = Move.get_view(self.env.ref('account.view_account_invoice_filter').id, 'search')['arch']
+        self.assertIn('ksef_rejected', search)
+
     def test_print_menu_items(self):
         invoice = self.ksef_send(self.ksef_invoice())
         keys = [item['key'] for item in invoice.get_extra_print_items()]
