@@ -31,23 +31,33 @@ def sandbox(path, payload):
         return json.loads(response.read() or b"{}")
 
 
+def new_token(nip):
+    return sandbox("/_sandbox/tokens", {"nip": nip, "permissions": ["InvoiceRead", "InvoiceWrite"],
+                                        "description": "Odoo demo (tools/run)"})["token"]
+
+
 def main():
     company = env.ref("base.demo_company_pl")
     admin = env.ref("base.user_admin")
     admin.write({
         "company_ids": [(4, company.id)],
         "company_id": company.id,
+        "tz": "Europe/Warsaw",
         "groups_id": [(4, env.ref("l10n_pl_ksef.group_ksef_manager").id)],
     })
     nip = company.ksef_context_nip or (company.vat or "").replace("PL", "")
+    if not company.street:
+        # the l10n_pl demo company has no street; FA(3) requires the seller's address
+        company.write({"street": "ul. Długa 12"})
     company.write({"ksef_environment": "sandbox", "ksef_sandbox_url": SANDBOX, "ksef_auth_method": "token"})
 
     if company.ksef_auth_state != "authorized" or not company.ksef_token_set:
-        token = sandbox("/_sandbox/tokens", {
-            "nip": nip, "permissions": ["InvoiceRead", "InvoiceWrite"],
-            "description": "Odoo demo (tools/run)"})["token"]
-        company.write({"ksef_token": token})
+        company.write({"ksef_token": new_token(nip)})
     company.action_ksef_authorize()
+    if company.ksef_auth_state != "authorized":
+        # e.g. the sandbox data was wiped: the saved token is unknown there, get a new one
+        company.write({"ksef_token": new_token(nip)})
+        company.action_ksef_authorize()
     print("KSeF authorization of %s: %s %s" % (company.name, company.ksef_auth_state, company.ksef_auth_message or ""))
 
     if not company.ksef_offline_certificate_id:
@@ -62,10 +72,9 @@ def main():
         icp.set_param("l10n_pl_ksef.demo_seeded_nip", nip)
         print("sandbox: %d purchase invoices waiting for %s" % (len(numbers), nip))
 
+    # invoices to Polish customers, created once (the l10n_pl demo invoices go to foreign customers)
     moves = env["account.move"].with_company(company)
-    ready = moves.search_count([("company_id", "=", company.id), ("move_type", "=", "out_invoice"),
-                                ("state", "=", "posted"), ("ksef_state", "in", (False, "not_sent"))])
-    if ready < 3:
+    if icp.get_param("l10n_pl_ksef.demo_invoices_created") != str(company.id):
         tax = env["account.tax"].search([("company_id", "=", company.id), ("type_tax_use", "=", "sale"),
                                          ("ksef_rate_code", "=", "23")], limit=1)
         poland = env.ref("base.pl")
@@ -82,6 +91,7 @@ def main():
             })
             invoice.action_post()
             print("posted %s for %s, ready to send to KSeF" % (invoice.name, name))
+        icp.set_param("l10n_pl_ksef.demo_invoices_created", str(company.id))
     env.cr.commit()
 
 
