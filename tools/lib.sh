@@ -56,6 +56,16 @@ ksef_venv() {
     echo "setuptools<70" >> "$cons"
     local reqs=(-r "$REPO/requirements-dev.txt")
     local stamp_src="$REPO/requirements.txt $REPO/requirements-dev.txt"
+    # requirements.txt pins the versions Odoo 18.0 pins for Python 3.11. Other Pythons (Odoo 18.0
+    # supports 3.10-3.12) get other pins from Odoo's requirements.txt: keep only the names there,
+    # Odoo's file (a constraint below) or pip chooses the versions.
+    if [ "$("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != 3.11 ]; then
+        sed -E 's/^([A-Za-z0-9_.-]+)==[^ ;#]*/\1/' "$REPO/requirements.txt" > "$REPO/.cache/requirements-anypy.txt"
+        sed "s#^-r requirements.txt#-r $REPO/.cache/requirements-anypy.txt#" "$REPO/requirements-dev.txt" \
+            > "$REPO/.cache/requirements-dev-anypy.txt"
+        reqs=(-r "$REPO/.cache/requirements-dev-anypy.txt")
+        stamp_src="$stamp_src $REPO/.cache/requirements-dev-anypy.txt"
+    fi
     if [ -n "${ODOO_SRC:-}" ]; then
         reqs+=(-r "$ODOO_SRC/requirements.txt" -r "$REPO/requirements-odoo-dev.txt")
         stamp_src="$stamp_src $ODOO_SRC/requirements.txt $REPO/requirements-odoo-dev.txt"
