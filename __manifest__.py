@@ -8,6 +8,8 @@
     'license': 'LGPL-3',
     'countries': ['pl'],
     'depends': ['account', 'l10n_pl', 'certificate'],
+    # Odoo's own KSeF module would send the same invoices a second time: never both.
+    'excludes': ['l10n_pl_edi'],
     'external_dependencies': {'python': ['xmlschema', 'qrcode']},
     'data': [
         'security/l10n_pl_ksef_groups.xml',
