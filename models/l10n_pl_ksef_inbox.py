@@ -41,6 +41,7 @@ from odoo.addons.l10n_pl_ksef.ksef.fa3 import rates as fa3_rates
 _logger = logging.getLogger(__name__)
 
 WARSAW = pytz.timezone('Europe/Warsaw')
+_BATCH_PDF_BROKEN = False
 
 INVOICE_TYPES = [
     ('VAT', "VAT"),
@@ -1250,8 +1251,7 @@ class L10nPlKsefInbox(models.Model):
     def _ksef_attach_to_move(self, move, render_pdf=True):
         """Attach the original XML and (``render_pdf``) the PDF visualisation with the KOD I QR code."""
         self.ensure_one()
-        Attachment = self.env['ir.attachment']
-        attachments = Attachment.create({
+        attachments = self.env['ir.attachment'].create({
             'name': self.xml_filename or '%s.xml' % self.ksef_number,
             'raw': self._ksef_xml(),
             'mimetype': 'application/xml',
@@ -1259,17 +1259,27 @@ class L10nPlKsefInbox(models.Model):
             'res_id': move.id,
         })
         if render_pdf:
-            pdf = self._ksef_render_pdfs()[self.id]
-            pdf_attachment = Attachment.create({
-                'name': 'KSeF-%s.pdf' % self.ksef_number,
-                'raw': pdf,
-                'mimetype': 'application/pdf',
-                'res_model': 'account.move',
-                'res_id': move.id,
-            })
-            attachments |= pdf_attachment
-            move.message_main_attachment_id = pdf_attachment
+            attachments |= self._ksef_attach_pdf(move, self._ksef_render_pdfs_safe().get(self.id))
         return attachments
+
+    def _ksef_attach_pdf(self, move, pdf):
+        """Attach the visualisation to the bill (and show it in the side preview); a missing PDF (the
+        renderer failed) is noted on the bill instead, the import itself stands."""
+        self.ensure_one()
+        if not pdf:
+            move.with_context(no_new_invoice=True).message_post(body=self.env._(
+                "The visualisation of KSeF invoice %s could not be rendered; print it from the KSeF inbox.",
+                self.ksef_number))
+            return self.env['ir.attachment']
+        attachment = self.env['ir.attachment'].create({
+            'name': 'KSeF-%s.pdf' % self.ksef_number,
+            'raw': pdf,
+            'mimetype': 'application/pdf',
+            'res_model': 'account.move',
+            'res_id': move.id,
+        })
+        move.message_main_attachment_id = attachment
+        return attachment
 
     def _ksef_render_pdfs(self):
         """``{id: pdf bytes}`` of the visualisation of the records (one wkhtmltopdf run for all)."""
@@ -1291,16 +1301,29 @@ class L10nPlKsefInbox(models.Model):
         to their bills."""
         for start in range(0, len(self), batch):
             chunk = self[start:start + batch]
-            pdfs = chunk._ksef_render_pdfs()
+            pdfs = chunk._ksef_render_pdfs_safe()
             for record in chunk:
-                attachment = self.env['ir.attachment'].create({
-                    'name': 'KSeF-%s.pdf' % record.ksef_number,
-                    'raw': pdfs[record.id],
-                    'mimetype': 'application/pdf',
-                    'res_model': 'account.move',
-                    'res_id': record.move_id.id,
-                })
-                record.move_id.message_main_attachment_id = attachment
+                record._ksef_attach_pdf(record.move_id, pdfs.get(record.id))
+
+    def _ksef_render_pdfs_safe(self):
+        """:meth:`_ksef_render_pdfs` in one wkhtmltopdf run, or one run per record when the installed
+        wkhtmltopdf cannot render several documents at once (builds without the patched Qt). A record
+        whose rendering fails is left out of the result (logged), never stopping the others."""
+        global _BATCH_PDF_BROKEN  # noqa: PLW0603 - remembered for the life of the worker
+        if len(self) > 1 and not _BATCH_PDF_BROKEN:
+            try:
+                return self._ksef_render_pdfs()
+            except Exception:  # wkhtmltopdf/PDF split failure: fall back to one by one
+                _logger.warning("wkhtmltopdf cannot render several KSeF visualisations at once: one by one")
+                _BATCH_PDF_BROKEN = True
+        result = {}
+        for record in self:
+            try:
+                result.update(record._ksef_render_pdfs())
+            except Exception:  # a renderer failure must not stop the import of the others
+                _logger.warning("KSeF visualisation of %s could not be rendered", record.ksef_number,
+                                exc_info=True)
+        return result
 
     def _ksef_import_ready(self, render_pdf=True, **options):
         """Import every record that passes all checks without questions. Returns (imported, skipped).

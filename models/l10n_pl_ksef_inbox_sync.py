@@ -259,9 +259,16 @@ class L10nPlKsefInboxSync(models.Model):
 
     @api.model
     def _ksef_configured_companies(self):
+        """Polish companies with a KSeF context and a login credential (token or certificate)."""
         companies = self.env['res.company'].sudo().search([])
-        return companies.filtered(lambda c: c.country_code == 'PL' and 'ksef_context_nip' in c._fields and
-                                  c.ksef_context_nip and getattr(c, 'ksef_auth_method', False))
+
+        def configured(company):
+            if company.country_code != 'PL' or not company.ksef_context_nip:
+                return False
+            if company.ksef_auth_method == 'certificate':
+                return bool(company.ksef_auth_certificate_id)
+            return bool(company.ksef_token)
+        return companies.filtered(configured)
 
     def _ksef_due(self, subject, now):
         """Should this run download ``subject`` (``buyer``/``third_party``)?"""
@@ -344,6 +351,9 @@ class L10nPlKsefInboxSync(models.Model):
             if self._ksef_can_commit():
                 self.env.cr.commit()  # stored before acknowledged: a crash later re-downloads, never loses
                 self._ksef_lock()
+            # thousands of invoices in one run: keep the ORM cache (XML included) bounded
+            Inbox.invalidate_model()
+            self.env['ir.attachment'].invalidate_model()
 
         own_client = client is None
         try:

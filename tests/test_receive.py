@@ -248,15 +248,20 @@ class TestReceive(KsefReceiveCommon, CronMixinCase):
         self.assertFalse(self.sync.requested)
         self.assertTrue(self.inbox(ksef_number=new[0]))
 
-    def test_cron_survives_a_company_that_is_not_configured(self):
+    def test_cron_survives_a_company_whose_login_fails(self):
+        Sync = self.env['l10n_pl_ksef.inbox_sync']
         other = self.env['res.company'].create({'name': "Inna Sp. z o.o.", 'country_id': self.env.ref('base.pl').id})
         other.sudo().write({'ksef_context_nip': random_nip(), 'ksef_auth_method': 'token',
                             'ksef_environment': 'sandbox', 'ksef_sandbox_url': self.ksef_sandbox.url})
+        self.assertNotIn(other, Sync._ksef_configured_companies(), "no credential: nothing to download")
+        # a token KSeF does not know: the login fails, the cron records it and goes on
+        other.sudo().ksef_token = self.ksef_sandbox.create_token(random_nip()).replace('|', '|x', 1)
+        self.assertIn(other, Sync._ksef_configured_companies())
         self.sync.last_run_at = fields.Datetime.now() - datetime.timedelta(hours=1)
-        self.env['l10n_pl_ksef.inbox_sync']._cron_ksef_receive()
-        other_sync = self.env['l10n_pl_ksef.inbox_sync'].search([('company_id', '=', other.id)])
+        Sync._cron_ksef_receive()
+        other_sync = Sync.search([('company_id', '=', other.id)])
         self.assertEqual(other_sync.state, 'error')
-        self.assertIn('token', other_sync.last_error)
+        self.assertTrue(other_sync.last_error)
         self.assertEqual(self.sync.state, 'ok')
         self.assertFalse(self.sync.requested)
 
