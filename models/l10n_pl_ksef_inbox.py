@@ -125,7 +125,6 @@ class L10nPlKsefInbox(models.Model):
 
     company_id = fields.Many2one(
         comodel_name='res.company',
-        string="Company",
         required=True,
         readonly=True,
         index=True,
@@ -138,8 +137,8 @@ class L10nPlKsefInbox(models.Model):
         index=True,
         help="Number KSeF gave the invoice (e.g. 5842816354-20260319-33C61F800000-AD).",
     )
-    invoice_number = fields.Char(string="Invoice Number", readonly=True, help="Number given by the seller (P_2).")
-    issue_date = fields.Date(string="Issue Date", readonly=True, index=True, help="Issue date of the invoice (P_1).")
+    invoice_number = fields.Char(readonly=True, help="Number given by the seller (P_2).")
+    issue_date = fields.Date(readonly=True, index=True, help="Issue date of the invoice (P_1).")
     download_date = fields.Datetime(
         string="Downloaded On",
         readonly=True,
@@ -148,7 +147,6 @@ class L10nPlKsefInbox(models.Model):
         help="When Odoo downloaded the invoice from KSeF.",
     )
     download_day = fields.Date(
-        string="Download Day",
         compute='_compute_download_day',
         store=True,
         index=True,
@@ -178,8 +176,8 @@ class L10nPlKsefInbox(models.Model):
     seller_vat_ue = fields.Char(string="Vendor EU VAT", readonly=True)
     buyer_nip = fields.Char(string="Buyer NIP", readonly=True)
     buyer_name = fields.Char(string="Buyer", readonly=True)
-    currency_code = fields.Char(string="Currency Code", readonly=True)
-    currency_id = fields.Many2one(comodel_name='res.currency', string="Currency", readonly=True)
+    currency_code = fields.Char(readonly=True)
+    currency_id = fields.Many2one(comodel_name='res.currency', readonly=True)
     # invoices of one list mix currencies: no totals
     amount_net = fields.Monetary(string="Net", readonly=True, currency_field='currency_id', aggregator=None)
     amount_vat = fields.Monetary(string="VAT", readonly=True, currency_field='currency_id', aggregator=None)
@@ -187,7 +185,6 @@ class L10nPlKsefInbox(models.Model):
                                    aggregator=None)
     invoice_type = fields.Selection(
         selection=INVOICE_TYPES,
-        string="Invoice Type",
         readonly=True,
         index=True,
         help=INVOICE_TYPE_HELP,
@@ -204,8 +201,8 @@ class L10nPlKsefInbox(models.Model):
         readonly=True,
         help="Offline: the seller issued the invoice in an offline mode and sent it to KSeF later.",
     )
-    has_attachment = fields.Boolean(string="Has Attachment", readonly=True)
-    invoice_hash = fields.Char(string="Invoice Hash", readonly=True, help="SHA-256 of the XML file (Base64).")
+    has_attachment = fields.Boolean(readonly=True)
+    invoice_hash = fields.Char(readonly=True, help="SHA-256 of the XML file (Base64).")
     is_supported = fields.Boolean(
         string="Supported",
         compute='_compute_is_supported',
@@ -224,7 +221,7 @@ class L10nPlKsefInbox(models.Model):
         help="KSeF numbers of the invoices this correction corrects.",
     )
     bank_account_number = fields.Char(string="Bank Account", readonly=True, help="First account for payment.")
-    due_date = fields.Date(string="Due Date", readonly=True)
+    due_date = fields.Date(readonly=True)
     state = fields.Selection(
         selection=[('new', "To process"), ('processed', "Processed")],
         string="Status",
@@ -245,7 +242,7 @@ class L10nPlKsefInbox(models.Model):
         check_company=True,
         tracking=True,
     )
-    processed_by_id = fields.Many2one(comodel_name='res.users', string="Processed By", readonly=True)
+    processed_by_id = fields.Many2one(comodel_name='res.users', readonly=True)
     processed_date = fields.Datetime(string="Processed On", readonly=True)
     xml_file = fields.Binary(string="XML File", attachment=True, readonly=True, copy=False)
     xml_filename = fields.Char(string="XML File Name", readonly=True)
@@ -254,7 +251,7 @@ class L10nPlKsefInbox(models.Model):
         readonly=True,
         help="Why the downloaded document cannot be read (it stays here so that no invoice is lost).",
     )
-    has_error = fields.Boolean(string="Has Error", compute='_compute_has_error', store=True)
+    has_error = fields.Boolean(compute='_compute_has_error', store=True)
     preview_html = fields.Html(string="Invoice", compute='_compute_preview_html', sanitize=False)
 
     _sql_constraints = [
@@ -801,7 +798,6 @@ class L10nPlKsefInbox(models.Model):
         ``ok``, ``info``, ``warning`` (import possible), ``fix`` (a step of the wizard fixes it) or
         ``blocking`` (cannot be imported), plus ``{'partner', 'bank', 'invoice'}`` found on the way."""
         self.ensure_one()
-        _ = self.env._
         checks = []
         found = {'partner': self.env['res.partner'], 'bank': self.env['res.partner.bank'], 'invoice': None}
 
@@ -810,14 +806,14 @@ class L10nPlKsefInbox(models.Model):
 
         if self.move_id or self.env['account.move'].search_count([
                 ('company_id', '=', self.company_id.id), ('ksef_number', '=', self.ksef_number)], limit=1):
-            add('duplicate', 'blocking', _("This invoice was already imported (%s).",
+            add('duplicate', 'blocking', self.env._("This invoice was already imported (%s).",
                                            self.move_id.display_name or self.ksef_number))
             return checks, found
         if self.state == 'processed':
-            add('processed', 'blocking', _("This invoice is already marked as processed."))
+            add('processed', 'blocking', self.env._("This invoice is already marked as processed."))
             return checks, found
         if self.invoice_type not in SUPPORTED_TYPES or not self.xml_file:
-            add('type', 'blocking', _("Invoices of type %s cannot be imported; mark it as processed after "
+            add('type', 'blocking', self.env._("Invoices of type %s cannot be imported; mark it as processed after "
                                       "booking it by hand.", self.invoice_type or '?'))
             return checks, found
         if invoice is None:
@@ -827,23 +823,26 @@ class L10nPlKsefInbox(models.Model):
                 add('xml', 'blocking', exc.args[0])
                 return checks, found
         found['invoice'] = invoice
-        add('type', 'ok', _("Invoice type %s is supported.", invoice.fa.rodzaj_faktury))
+        add('type', 'ok', self.env._("Invoice type %s is supported.", invoice.fa.rodzaj_faktury))
         role, p3_role = self._ksef_buyer_role(invoice)
         if role == 'buyer':
-            add('buyer', 'ok', _("The company is the buyer (NIP %s).", ", ".join(sorted(self._ksef_company_nips()))))
+            add('buyer', 'ok',
+                self.env._("The company is the buyer (NIP %s).", ", ".join(sorted(self._ksef_company_nips()))))
         elif role == 'third_party':
-            add('buyer', 'info', _("The company is named as a third party with role %s: the invoice is booked as "
+            add('buyer', 'info',
+                self.env._("The company is named as a third party with role %s: the invoice is booked as "
                                    "its purchase.", p3_role))
         else:
-            add('buyer', 'blocking', _(
+            add('buyer', 'blocking', self.env._(
                 "The company (NIP %(nips)s) is not the buyer of this invoice (buyer: %(buyer)s).",
                 nips=", ".join(sorted(self._ksef_company_nips())) or '-', buyer=self.buyer_nip or '-'))
         partner = partner or self._ksef_find_vendor(invoice)
         found['partner'] = partner
         if partner:
-            add('vendor', 'ok', _("Vendor found: %s.", partner.display_name))
+            add('vendor', 'ok', self.env._("Vendor found: %s.", partner.display_name))
         else:
-            add('vendor', 'fix', _("The vendor %(name)s (%(id)s) is not in Odoo yet.", name=self.seller_name or '',
+            add('vendor', 'fix',
+                self.env._("The vendor %(name)s (%(id)s) is not in Odoo yet.", name=self.seller_name or '',
                                    id=self.seller_nip or self.seller_vat_ue or '-'))
         accounts = self._ksef_invoice_accounts(invoice)
         if accounts and partner:
@@ -853,40 +852,44 @@ class L10nPlKsefInbox(models.Model):
                                                                            company=self.company_id)
             if banks:
                 found['bank'] = banks[:1]
-                add('bank', 'ok', _("Bank account %s is known for the vendor.", banks[:1].acc_number))
+                add('bank', 'ok', self.env._("Bank account %s is known for the vendor.", banks[:1].acc_number))
             else:
                 others = self.env['res.partner.bank']._ksef_find_accounts(accounts[0].nr_rb, company=self.company_id)
                 if others:
-                    add('bank', 'fix', _("Bank account %(account)s of the invoice belongs to %(other)s, not to the "
+                    add('bank', 'fix',
+                        self.env._("Bank account %(account)s of the invoice belongs to %(other)s, not to the "
                                          "vendor: check it before adding it.", account=accounts[0].nr_rb,
                                          other=others[0].partner_id.display_name))
                 else:
-                    add('bank', 'fix', _("Bank account %s of the invoice is not registered for the vendor.",
+                    add('bank', 'fix', self.env._("Bank account %s of the invoice is not registered for the vendor.",
                                          accounts[0].nr_rb))
         elif accounts:
-            add('bank', 'fix', _("Bank account %s will be checked once the vendor exists.", accounts[0].nr_rb))
+            add('bank', 'fix', self.env._("Bank account %s will be checked once the vendor exists.", accounts[0].nr_rb))
         else:
-            add('bank', 'ok', _("The invoice gives no bank account."))
+            add('bank', 'ok', self.env._("The invoice gives no bank account."))
         currency = self.env['res.currency'].with_context(active_test=False).search(
             [('name', '=', invoice.fa.kod_waluty or 'PLN')], limit=1)
         if not currency:
-            add('currency', 'blocking', _("Currency %s is unknown.", invoice.fa.kod_waluty))
+            add('currency', 'blocking', self.env._("Currency %s is unknown.", invoice.fa.kod_waluty))
         elif not currency.active:
-            add('currency', 'warning', _("Currency %s is not active: it will be activated.", currency.name))
+            add('currency', 'warning', self.env._("Currency %s is not active: it will be activated.", currency.name))
         if self._ksef_is_zero(invoice):
-            add('amounts', 'blocking', _("This correction changes no amounts (for example only party data): there "
+            add('amounts', 'blocking',
+                self.env._("This correction changes no amounts (for example only party data): there "
                                          "is nothing to book. Mark it as processed."))
         tax_map = self._ksef_default_tax_map(invoice)
         missing = sorted(code for code, tax in tax_map.items() if not tax and code not in ('np I', 'np II'))
         if missing:
-            add('taxes', 'warning', _("No purchase tax for rate(s) %s: choose one in the next step.",
+            add('taxes', 'warning', self.env._("No purchase tax for rate(s) %s: choose one in the next step.",
                                       ", ".join(missing)))
         if invoice.fa.rodzaj_faktury in CORRECTION_TYPES:
             originals = self._ksef_find_original_bills(invoice)
             if originals:
-                add('original', 'ok', _("Corrected bill found: %s.", ", ".join(originals.mapped('display_name'))))
+                add('original', 'ok',
+                    self.env._("Corrected bill found: %s.", ", ".join(originals.mapped('display_name'))))
             else:
-                add('original', 'info', _("The corrected invoice is not among the bills in Odoo: the correction "
+                add('original', 'info',
+                    self.env._("The corrected invoice is not among the bills in Odoo: the correction "
                                           "will not be linked."))
         return checks, found
 
@@ -1102,7 +1105,6 @@ class L10nPlKsefInbox(models.Model):
     def _ksef_prepare_bill_vals(self, invoice, partner, options):
         """``account.move`` create values for the bill/credit note of this invoice."""
         self.ensure_one()
-        _ = self.env._
         fa = invoice.fa
         kind = fa.rodzaj_faktury
         tax_map = options.get('tax_map') or self._ksef_default_tax_map(invoice)
@@ -1124,23 +1126,24 @@ class L10nPlKsefInbox(models.Model):
             *self.env['account.journal']._check_company_domain(self.company_id), ('type', '=', 'purchase')], limit=1)
         platnosc = fa.platnosc
         dues = [t.termin for t in (platnosc.termin_platnosci if platnosc else []) if t.termin]
-        notes = [_("KSeF number: %s", self.ksef_number)]
+        notes = [self.env._("KSeF number: %s", self.ksef_number)]
         if fa.adnotacje and fa.adnotacje.p_18a == 1:
-            notes.append(_("Split payment (MPP) required."))
+            notes.append(self.env._("Split payment (MPP) required."))
         if fa.adnotacje and fa.adnotacje.p_18 == 1:
-            notes.append(_("Reverse charge: the buyer accounts for the VAT."))
+            notes.append(self.env._("Reverse charge: the buyer accounts for the VAT."))
         if fa.adnotacje and fa.adnotacje.p_17 == 1:
-            notes.append(_("Self-billing invoice."))
+            notes.append(self.env._("Self-billing invoice."))
         if platnosc and platnosc.zaplacono == 1:
-            notes.append(_("Paid on %s according to the invoice.", platnosc.data_zaplaty or '?'))
+            notes.append(self.env._("Paid on %s according to the invoice.", platnosc.data_zaplaty or '?'))
         if len(dues) > 1:
-            notes.append(_("Payment terms: %s", ", ".join(str(d) for d in dues)))
+            notes.append(self.env._("Payment terms: %s", ", ".join(str(d) for d in dues)))
         if kind in CORRECTION_TYPES:
-            refs = ", ".join("%s (%s)" % (d.nr_fa_korygowanej or '', d.nr_ksef_fa_korygowanej or _("outside KSeF"))
+            outside = self.env._("outside KSeF")
+            refs = ", ".join("%s (%s)" % (d.nr_fa_korygowanej or '', d.nr_ksef_fa_korygowanej or outside)
                              for d in fa.dane_fa_korygowanej)
-            notes.append(_("Corrects: %s", refs))
+            notes.append(self.env._("Corrects: %s", refs))
             if fa.przyczyna_korekty:
-                notes.append(_("Reason: %s", fa.przyczyna_korekty))
+                notes.append(self.env._("Reason: %s", fa.przyczyna_korekty))
         for extra in fa.dodatkowy_opis:
             notes.append("%s: %s" % (extra.klucz or '', extra.wartosc or ''))
         vals = {

@@ -55,7 +55,6 @@ class L10nPlKsefInboxSync(models.Model):
 
     company_id = fields.Many2one(
         comodel_name='res.company',
-        string="Company",
         required=True,
         readonly=True,
         ondelete='cascade',
@@ -89,7 +88,6 @@ class L10nPlKsefInboxSync(models.Model):
     )
     default_product_id = fields.Many2one(
         comodel_name='product.product',
-        string="Default Product",
         check_company=True,
         help="Product of invoice lines that match no vendor product (vendor price list code or name).",
     )
@@ -123,7 +121,7 @@ class L10nPlKsefInboxSync(models.Model):
     last_success_at = fields.Datetime(string="Last Successful Download", readonly=True, copy=False)
     third_party_run_at = fields.Datetime(string="Last Third-party Download", readonly=True, copy=False)
     last_count = fields.Integer(string="Invoices in Last Download", readonly=True, copy=False)
-    last_error = fields.Text(string="Last Error", readonly=True, copy=False)
+    last_error = fields.Text(readonly=True, copy=False)
     state = fields.Selection(
         selection=[('never', "Never run"), ('ok', "Up to date"), ('pending', "Waiting for KSeF"),
                    ('error', "Error")],
@@ -260,7 +258,7 @@ class L10nPlKsefInboxSync(models.Model):
     @api.model
     def _ksef_configured_companies(self):
         """Polish companies with a KSeF context and a login credential (token or certificate)."""
-        companies = self.env['res.company'].sudo().search([])
+        companies = self.env['res.company'].sudo().search([('country_id.code', '=', 'PL')])
 
         def configured(company):
             if company.country_code != 'PL' or not company.ksef_context_nip:
@@ -286,7 +284,7 @@ class L10nPlKsefInboxSync(models.Model):
         syncs = self.sudo()
         syncs._ksef_for_companies(syncs._ksef_configured_companies())
         now = fields.Datetime.now()
-        for sync in syncs.search([]):
+        for sync in syncs.search([('active', '=', True)]):
             for subject in ('buyer', 'third_party'):
                 if subject == 'third_party' and not sync.include_third_party:
                     continue
@@ -309,7 +307,7 @@ class L10nPlKsefInboxSync(models.Model):
             self.write({'state': 'error', 'last_run_at': fields.Datetime.now(), 'requested': False,
                         'last_error': self.env._("Unexpected error during the download; see the server log.")})
             if self._ksef_can_commit():
-                self.env.cr.commit()
+                self.env.cr.commit()  # pylint: disable=invalid-commit
             return 0
 
     @api.model
@@ -349,7 +347,7 @@ class L10nPlKsefInboxSync(models.Model):
             # the cursor covers every invoice yielded so far: stored together, committed together
             self.write({cursor_field: json.dumps(sync.cursor)})
             if self._ksef_can_commit():
-                self.env.cr.commit()  # stored before acknowledged: a crash later re-downloads, never loses
+                self.env.cr.commit()  # pylint: disable=invalid-commit  # stored before acknowledged: never lost
                 self._ksef_lock()
             # thousands of invoices in one run: keep the ORM cache (XML included) bounded
             Inbox.invalidate_model()
@@ -398,7 +396,7 @@ class L10nPlKsefInboxSync(models.Model):
             vals['third_party_run_at'] = now
         self.write(vals)
         if self._ksef_can_commit():
-            self.env.cr.commit()
+            self.env.cr.commit()  # pylint: disable=invalid-commit
         _logger.info("KSeF download company %s (%s): %s new invoice(s), status %s", company.id, subject,
                      stats['new'], state)
         return stats['new']

@@ -55,9 +55,10 @@ class ResPartner(models.Model):
     )
 
     def init(self):
-        super().init()
+        res = super().init()
         # vendors are matched by their normalised tax id on every KSeF import
         tools.create_index(self._cr, 'res_partner_ksef_vat_norm_index', self._table, [_VAT_NORM_SQL])
+        return res
 
     # -------------------------------------------------------------------------
     # ACTIONS
@@ -162,26 +163,28 @@ class ResPartner(models.Model):
     @api.model
     def _ksef_whitelist_error_message(self, exc):
         """Translated text for a :class:`ksef.whitelist.WhiteListError`."""
-        _ = self.env._
         code = getattr(exc, 'code', '')
         params = getattr(exc, 'params', {}) or {}
         if isinstance(exc, ksef_whitelist.WhiteListLimitError):
-            return _("The VAT white list refused the request: the daily limit of requests for this server's IP "
-                     "address is used up. Try again tomorrow.")
+            return self.env._(
+                "The VAT white list refused the request: the daily limit of requests for this server's IP "
+                "address is used up. Try again tomorrow.")
         if isinstance(exc, ksef_whitelist.WhiteListUnavailable):
-            return _("The VAT white list is not available right now (%s). Try again later.",
+            return self.env._("The VAT white list is not available right now (%s). Try again later.",
                      getattr(exc, 'wl_code', None) or code)
         if isinstance(exc, ksef_whitelist.WhiteListInputError):
             return {
-                'whitelist_invalid_nip': _("%s is not a valid Polish NIP.", params.get('value') or ''),
-                'whitelist_invalid_account': _("Account number %s has a wrong check sum.", params.get('value') or ''),
-                'whitelist_not_nrb': _("Only Polish account numbers (NRB, 26 digits) are in the VAT white list."),
-                'whitelist_future_date': _("The VAT white list cannot be asked about a future date."),
-            }.get(code) or _("The VAT white list rejected the %(field)s (%(code)s).",
+                'whitelist_invalid_nip': self.env._("%s is not a valid Polish NIP.", params.get('value') or ''),
+                'whitelist_invalid_account': self.env._("Account number %s has a wrong check sum.",
+                                                        params.get('value') or ''),
+                'whitelist_not_nrb': self.env._(
+                    "Only Polish account numbers (NRB, 26 digits) are in the VAT white list."),
+                'whitelist_future_date': self.env._("The VAT white list cannot be asked about a future date."),
+            }.get(code) or self.env._("The VAT white list rejected the %(field)s (%(code)s).",
                              field=params.get('field') or '?', code=getattr(exc, 'wl_code', None) or code)
         if isinstance(exc, ksef_whitelist.WhiteListResponseError):
-            return _("The VAT white list sent an answer that cannot be read.")
-        return _("The VAT white list answered with an error (%s).", getattr(exc, 'wl_code', None) or code)
+            return self.env._("The VAT white list sent an answer that cannot be read.")
+        return self.env._("The VAT white list answered with an error (%s).", getattr(exc, 'wl_code', None) or code)
 
     @api.model
     def _ksef_whitelist_search(self, nip, date=None):

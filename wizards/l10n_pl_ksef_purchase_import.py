@@ -41,7 +41,7 @@ class L10nPlKsefPurchaseImport(models.TransientModel):
                                readonly=True, ondelete='cascade')
     company_id = fields.Many2one(related='inbox_id.company_id')
     currency_id = fields.Many2one(related='inbox_id.currency_id')
-    step = fields.Selection(selection=STEPS, string="Step", default='checks', required=True)
+    step = fields.Selection(selection=STEPS, default='checks', required=True)
     checks_html = fields.Html(string="Checks", readonly=True, sanitize=False)
     blocking = fields.Boolean(string="Cannot Be Imported", readonly=True)
     needs_vendor = fields.Boolean(readonly=True)
@@ -87,14 +87,14 @@ class L10nPlKsefPurchaseImport(models.TransientModel):
     partner_bank_id = fields.Many2one(comodel_name='res.partner.bank', string="Bank Account For Payment",
                                       check_company=True, domain="[('partner_id', '=', partner_id)]")
     # --- bill options ---
-    journal_id = fields.Many2one(comodel_name='account.journal', string="Journal", check_company=True,
+    journal_id = fields.Many2one(comodel_name='account.journal', check_company=True,
                                  domain="[('type', '=', 'purchase')]")
     move_type = fields.Selection(selection=[('in_invoice', "Vendor Bill"), ('in_refund', "Vendor Credit Note")],
                                  string="Create")
     line_mode = fields.Selection(selection=[('lines', "One line per invoice line"),
                                             ('per_rate', "One line per VAT rate")], string="Bill Lines",
                                  default='lines')
-    default_product_id = fields.Many2one(comodel_name='product.product', string="Default Product",
+    default_product_id = fields.Many2one(comodel_name='product.product',
                                          check_company=True,
                                          help="Product of lines that match no vendor product.")
     default_account_id = fields.Many2one(
