@@ -15,6 +15,7 @@ from odoo.addons.l10n_pl_ksef.ksef.errors import (
     KsefError,
     NotFoundError,
     RateLimitError,
+    ServiceUnavailableError,
     TransportError,
 )
 
@@ -402,12 +403,29 @@ class L10nPlKsefSession(models.Model):
                 # the client could not tell whether KSeF stored it: the status job resolves it by hash
                 Move._ksef_commit()
                 return 'failed'
+            if isinstance(exc, ServiceUnavailableError) and exc.params.get('refused'):
+                # 503 + Retry-After (maintenance, failure): refused before processing; back to the queue
+                delay = max(60, exc.params.get('retry_after') or 0)
+                self._ksef_requeue(move, from_state, self._ksef_unavailable_message(move), delay=delay)
+                Move._ksef_trigger_crons(at=fields.Datetime.now() + datetime.timedelta(seconds=delay))
+                return 'stop'
             self._ksef_requeue(move, from_state, self._ksef_exc_message(company, exc), count=True)
             return 'stop' if isinstance(exc, TransportError) else 'failed'
         move._ksef_write({'ksef_reference': sent.reference_number,
                                                        'ksef_message': False, 'ksef_message_level': False})
         Move._ksef_commit()
         return 'sent'
+
+    @api.model
+    def _ksef_unavailable_message(self, move):
+        """KSeF refused a request because it is unavailable (maintenance / failure)."""
+        if move.ksef_offline_mode:
+            return self.env._("KSeF is unavailable (maintenance or failure) and refused the invoice before "
+                              "processing it: nothing was sent. The offline invoice is sent automatically when "
+                              "KSeF is back.")
+        return self.env._("KSeF is unavailable (maintenance or failure) and refused the invoice before processing "
+                          "it: nothing was sent. The invoice waits in the queue and is sent automatically when "
+                          "KSeF is back; if it must be issued now, use \"Send offline\".")
 
     @api.model
     def _ksef_exc_message(self, company, exc):
@@ -418,6 +436,10 @@ class L10nPlKsefSession(models.Model):
     @api.model
     def _ksef_failure(self, move, exc, company):
         """Opening a session failed: nothing was sent; keep the invoice queued with the reason."""
+        if isinstance(exc, ServiceUnavailableError):
+            self._ksef_postpone(move, self._ksef_unavailable_message(move), count_attempt=True,
+                                delay=max(60, exc.params.get('retry_after') or 0))
+            return
         self._ksef_postpone(move, self._ksef_exc_message(company, exc), count_attempt=True)
 
     @api.model

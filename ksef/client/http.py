@@ -10,7 +10,10 @@ Retry policy (DIGEST §9, brief "Part 2" item 6):
 * timeouts after the request was written, connection resets, 5xx and malformed answers are retried
   only for *safe* calls (reads, status polls, challenge, …). For unsafe calls (sending an invoice,
   creating a token…) they raise an error with ``ambiguous = True``: the caller resolves the outcome
-  (e.g. by finding the invoice in the session by its hash) instead of resending blindly.
+  (e.g. by finding the invoice in the session by its hash) instead of resending blindly;
+* except a 503 carrying ``Retry-After`` (maintenance, failure, overload): the server refused the request
+  before processing it, so even for unsafe calls the error has ``ambiguous = False`` and
+  ``params["refused"] = True`` (plus ``params["retry_after"]``) — the caller may send it again later.
 
 Nothing secret (tokens, keys, encrypted tokens, invoice bodies) is ever logged or put in an exception:
 bodies are never logged, registered secrets are replaced by ``***`` in every text taken from a response,
@@ -398,6 +401,12 @@ class Transport:
                 attempt += 1
                 continue
             if status >= 500 and not safe:
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                if status == 503 and retry_after is not None:
+                    # refused before processing (maintenance / failure / overload): nothing to resolve
+                    error.ambiguous = False
+                    error.params.update(refused=True, retry_after=retry_after)
+                    raise error
                 error.ambiguous = True
                 error.params["ambiguous"] = True
             raise error

@@ -450,7 +450,7 @@ class OnlineSession(SessionHandle):
                 data = self.client._api("POST", "%s/invoices" % self._online_base, json_body=body, safe=False,
                                         required=("referenceNumber",)).data
             except (TransportError, ServerError) as exc:
-                if not (getattr(exc, "ambiguous", False) or isinstance(exc, ServerError)):
+                if not _is_ambiguous(exc):
                     raise
                 self.pending[invoice_hash] = {"since": format_datetime(utcnow()), "reason": exc.code}
                 _logger.warning("KSeF send of invoice %s in session %s failed ambiguously (%s): checking the "
@@ -535,12 +535,19 @@ class OnlineSession(SessionHandle):
         _logger.info("closed KSeF online session %s (%d invoices)", self.reference_number, len(self.sent))
 
 
+def _is_ambiguous(exc):
+    """Whether an unsafe call may have been processed: explicit ``ambiguous`` flag of the transport (``False``
+    for a 503 with Retry-After, a refusal before processing), else any 5xx."""
+    flag = getattr(exc, "ambiguous", None)
+    return isinstance(exc, ServerError) if flag is None else bool(flag)
+
+
 def _close(session, path):
     try:
         session.client._api("POST", path, safe=False, expect_json=False)
         return
     except (TransportError, ServerError, BadRequestError) as exc:
-        ambiguous = getattr(exc, "ambiguous", False) or isinstance(exc, ServerError)
+        ambiguous = _is_ambiguous(exc)
         if not ambiguous and 21180 not in exc.exception_codes:
             raise
         code = (session.status().get("status") or {}).get("code")

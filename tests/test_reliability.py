@@ -1,0 +1,51 @@
+"""Reliability of the KSeF sending jobs when KSeF misbehaves (targeted cases, in-process jobs).
+
+Each test injects one kind of fault in the sandbox (over real HTTP) and checks that the invoice ends
+exactly once in KSeF with its KSeF number and UPO in Odoo — or waits in the queue with a clear message
+when KSeF refused the request before processing it. The random, multi-process version with worker
+kills is ``test_reliability_chaos.py``.
+"""
+from odoo.tests import tagged
+
+from odoo.addons.l10n_pl_ksef.tests.ksef_send_common import KsefSendCommon
+
+SEND_PATH = r'/sessions/online/[^/]+/invoices$'
+
+
+@tagged('post_install_l10n', 'post_install', '-at_install')
+class TestKsefReliability(KsefSendCommon):
+
+    def assertExactlyOnce(self, move):
+        self.assertKsefAccepted(move)
+        self.assertTrue(move.ksef_upo_id, "the UPO is stored")
+        stored = self.ksef_sandbox.invoices(seller_nip=self.ksef_nip, invoice_number=move.name)
+        self.assertEqual([(s['ksefNumber'], s['invoiceHash']) for s in stored],
+                         [(move.ksef_number, move.ksef_xml_hash)], "exactly once in KSeF")
+
+    def test_maintenance_send_now_goes_back_to_the_queue(self):
+        """KSeF in maintenance answers 503 + Retry-After to every call: a refusal before processing.
+        "Send to KSeF" on an invoice (with an online session already open) leaves it waiting in the
+        queue with a message naming the maintenance and the offline option — not "verifying"."""
+        first = self.ksef_invoice()
+        first.action_ksef_send()
+        self.ksef_run_status(first)
+        self.assertExactlyOnce(first)
+        self.ksef_sandbox.set_status('MAINTENANCE', "Prace serwisowe", api='503')
+        second = self.ksef_invoice()
+        second.action_ksef_send()
+        self.assertEqual(second.ksef_state, 'to_send', second.ksef_message)
+        self.assertFalse(second.ksef_session_reference)
+        self.assertTrue(second.ksef_next_attempt)
+        self.assertIn("unavailable", second.ksef_message)
+        self.assertIn("offline", second.ksef_message)
+        self.assertEqual(second.ksef_banner_level, 'warning')
+        self.assertFalse(self.ksef_sandbox.invoices(seller_nip=self.ksef_nip, invoice_number=second.name))
+        # the jobs do not fail meanwhile
+        self.ksef_run_send()
+        self.env['account.move']._cron_ksef_update_status()
+        self.assertEqual(second.ksef_state, 'to_send')
+        # KSeF is back: the next attempt sends it, once
+        self.ksef_sandbox.set_status('AVAILABLE')
+        second.action_ksef_retry()
+        self.ksef_run_status(second)
+        self.assertExactlyOnce(second)
