@@ -9,3 +9,4 @@ from . import test_report
 from . import test_cron
 from . import test_receive
 from . import test_purchase_import
+from . import test_reliability
