@@ -5,6 +5,7 @@ exactly once in KSeF with its KSeF number and UPO in Odoo — or waits in the qu
 when KSeF refused the request before processing it. The random, multi-process version with worker
 kills is ``test_reliability_chaos.py``.
 """
+from odoo.exceptions import RedirectWarning
 from odoo.tests import tagged
 
 from odoo.addons.l10n_pl_ksef.tests.ksef_send_common import KsefSendCommon
@@ -49,3 +50,32 @@ class TestKsefReliability(KsefSendCommon):
         second.action_ksef_retry()
         self.ksef_run_status(second)
         self.assertExactlyOnce(second)
+
+    def test_jobs_survive_a_company_without_ksef_configuration(self):
+        """``_ksef_get_client`` raises RedirectWarning (not a UserError) when KSeF is not configured:
+        no job may fail because of it (5 failures deactivate a cron); the invoices keep waiting."""
+        sent = self.ksef_invoice()
+        sent.with_context(ksef_no_send_now=True).action_ksef_send()
+        self.ksef_run_send()
+        self.assertEqual(sent.ksef_state, 'sending')
+        queued = self.ksef_invoice()
+        queued.with_context(ksef_no_send_now=True).action_ksef_send()
+        self.ksef_company.sudo().ksef_token = False
+        with self.assertRaises(RedirectWarning):
+            self.ksef_company._ksef_get_client()
+        Move = self.env['account.move']
+        Move._cron_ksef_send()
+        Move._cron_ksef_update_status()
+        Move._cron_ksef_send_offline()
+        Move._cron_ksef_offline_deadlines()
+        self.env['l10n_pl_ksef.inbox_sync']._cron_ksef_receive()
+        self.assertEqual(queued.ksef_state, 'to_send')
+        self.assertIn("not configured", queued.ksef_message)
+        self.assertEqual(sent.ksef_state, 'sending')
+        # configured again: everything goes through
+        self.ksef_configure_token(self.ksef_company, nip=self.ksef_nip)
+        (queued | sent).action_ksef_retry()
+        self.ksef_run_send()
+        self.ksef_run_status(queued | sent)
+        self.assertExactlyOnce(queued)
+        self.assertExactlyOnce(sent)
