@@ -7,6 +7,7 @@ import base64
 import datetime
 import json
 import os
+import re
 import time
 from unittest import SkipTest
 
@@ -72,10 +73,12 @@ class KsefReceiveCommon(TestKsefCommon):
                 raw = fh.read()
             for placeholder, value in TEMPLATE_PLACEHOLDERS.items():
                 raw = raw.replace(placeholder, value)
-            raw = raw.replace(b'#nip1_podmiot3#', random_nip().encode()).replace(b'#nip2_podmiot3#',
-                                                                                   random_nip().encode())
+            # the multiple-Subject3 template lists NIP and IDWew, an XSD choice: keep the internal id (IDWew)
+            raw = re.sub(rb'\s*<NIP>#nip\d_podmiot3#</NIP>', b'', raw)
             raw = raw.replace(b'#idwew1_podmiot3#', b'%s-00001' % random_nip().encode())
             raw = raw.replace(b'#idwew2_podmiot3#', b'%s-00002' % random_nip().encode())
+            # ... and the Java template stands for a whole identifier element
+            raw = raw.replace(b'#subject3IdentifierValue#', b'<NIP>%s</NIP>' % random_nip().encode())
             documents.append(base64.b64encode(raw).decode())
         return documents
 
