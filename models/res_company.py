@@ -362,7 +362,8 @@ class ResCompany(models.Model):
             'state_label': state_labels.get(self.ksef_auth_state),
             'message': self.ksef_auth_message or False,
             'date': fields.Datetime.to_string(self.ksef_auth_date) if self.ksef_auth_date else False,
-            'date_display': format_datetime(self.env, self.ksef_auth_date) if self.ksef_auth_date else False,
+            'date_display': format_datetime(self.env, self.ksef_auth_date, tz=self.env.user.tz or 'Europe/Warsaw')
+            if self.ksef_auth_date else False,
             'environment': dict(self._fields['ksef_environment']._description_selection(self.env)).get(
                 self.ksef_environment),
             'is_production': self.ksef_environment == 'prod',

@@ -357,6 +357,14 @@ class TestKsefSettings(TestKsefCommon):
         self.assertEqual(data['state_label'], "Authorized")
         self.assertTrue(data['can_authorize'])
         self.assertNotIn(self.ksef_token, repr(data))
+        # "Last authorization" in Polish time when the user has no time zone (not UTC)
+        company.sudo().ksef_auth_date = datetime.datetime(2026, 1, 15, 11, 5)
+        self.env.user.tz = False
+        data = self.env['res.company'].with_company(company).ksef_systray_data()
+        self.assertIn("12:05", data['date_display'])
+        self.env.user.tz = 'UTC'
+        data = self.env['res.company'].with_company(company).ksef_systray_data()
+        self.assertIn("11:05", data['date_display'])
         company.sudo().ksef_token = 'broken-token-value'
         data = self.env['res.company'].with_company(company).ksef_systray_authorize()
         self.assertEqual(data['state'], 'error')
