@@ -351,12 +351,22 @@ def _label_image(label, width, box_size):
 
     margin = max(2, box_size)
     path = find_font_path()
-    if path:
-        size = max(12, round(width / 20))
-        font = ImageFont.truetype(path, size)
+
+    def scalable_font(size):
+        if path:
+            return ImageFont.truetype(path, size)
+        try:  # Pillow >= 10.1 ships a scalable default font
+            font = ImageFont.load_default(size=size)
+        except TypeError:  # older Pillow: a fixed bitmap font only
+            return None
+        return font if hasattr(font, "getmetrics") else None
+
+    size = max(12, round(width / 20))
+    font = scalable_font(size)
+    if font is not None:
         while size > 8 and font.getlength(label) > width - 2 * margin:
             size -= 1
-            font = ImageFont.truetype(path, size)
+            font = scalable_font(size)
         left, top, right, bottom = font.getbbox(label)
         ascent, descent = font.getmetrics()
         height = ascent + descent + margin

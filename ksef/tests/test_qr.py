@@ -314,7 +314,9 @@ def test_render_png_without_system_font(monkeypatch):
     n = len(qr.qr_matrix(EXAMPLE_URL))
     strip = image.crop((0, n * qr.DEFAULT_BOX_SIZE, image.width, image.height))
     box = strip.point(lambda v: 255 if v < 128 else 0).getbbox()
-    assert box is not None and box[3] - box[1] >= 11  # the ~6 px capitals of the bitmap font were scaled up
+    # legible: the ~6 px capitals of an old Pillow bitmap font are scaled up; Pillow >= 10.1 draws its own
+    # scalable font at the TrueType size
+    assert box is not None and box[3] - box[1] >= 9
 
 
 @pytest.mark.parametrize("kwargs", [{"box_size": 0}, {"box_size": 2.5}, {"border": -1}])
