@@ -463,10 +463,13 @@ class L10nPlKsefInbox(models.Model):
         vals['issue_date'] = vals.get('issue_date') or fa.p_1 or False
         vals['currency_code'] = vals.get('currency_code') or fa.kod_waluty or False
         vals['invoice_type'] = vals.get('invoice_type') or fa.rodzaj_faktury or False
+        buckets = fa3_rates.bucket_values(fa)
         if not vals.get('amount_gross') and fa.p_15 is not None:
-            buckets = fa3_rates.bucket_values(fa)
             vals['amount_gross'] = float(fa.p_15)
             vals['amount_net'] = float(sum((n or 0) for n, _v, _p in buckets.values()))
+            vals['amount_vat'] = float(sum((v or 0) for _n, v, _p in buckets.values()))
+        elif (fa.kod_waluty or 'PLN') != 'PLN' and buckets:
+            # the metadata's vatAmount is in PLN (P_14_xW); the inbox shows amounts in the invoice currency
             vals['amount_vat'] = float(sum((v or 0) for _n, v, _p in buckets.values()))
         if fa.adnotacje and fa.adnotacje.p_17 == 1:
             vals['is_self_invoicing'] = True

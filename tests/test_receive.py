@@ -23,6 +23,7 @@ from odoo.addons.l10n_pl_ksef.ksef import crypto as ksef_crypto
 from odoo.addons.l10n_pl_ksef.ksef import fa3
 from odoo.addons.l10n_pl_ksef.ksef import numbers as ksef_numbers
 from odoo.addons.l10n_pl_ksef.ksef.client import ExportedInvoice
+from odoo.addons.l10n_pl_ksef.ksef.fa3 import rates as fa3_rates
 from odoo.addons.l10n_pl_ksef.tests.common import TestKsefCommon, random_nip
 
 SPEC_DIR = os.environ.get('KSEF_SPEC_DIR') or os.path.join(
@@ -128,6 +129,10 @@ class TestReceive(KsefReceiveCommon, CronMixinCase):
             self.assertEqual(record.invoice_number, invoice.fa.p_2)
             self.assertEqual(record.issue_date, invoice.fa.p_1)
             self.assertAlmostEqual(record.amount_gross, float(invoice.fa.p_15 or 0), places=2)
+            if record.currency_id.name != 'PLN':
+                # KSeF's metadata gives the VAT in PLN: the inbox shows it in the invoice currency
+                vat = sum((v or 0) for _n, v, _p in fa3_rates.bucket_values(invoice.fa).values())
+                self.assertAlmostEqual(record.amount_vat, float(vat), places=2, msg=record.ksef_number)
             self.assertEqual(record.seller_nip, invoice.podmiot1.dane_identyfikacyjne.nip)
             self.assertEqual(record.buyer_nip, self.ksef_nip)
             self.assertEqual(record.seller_country_code, 'PL')
@@ -271,7 +276,8 @@ class TestReceive(KsefReceiveCommon, CronMixinCase):
     def test_search_filters_cover_the_icargo_filters(self):
         arch = self.Inbox.get_views([(False, 'search')])['views']['search']['arch']
         for name in ('to_process', 'processed', 'supported_vat', 'supported_kor', 'not_supported', 'self_invoicing',
-                     'filter_issue_date', 'filter_download_date', 'group_vendor', 'group_issue_month'):
+                     'filter_issue_date', 'filter_download_date', 'group_vendor', 'group_issue_month', 'type_vat',
+                     'type_kor', 'type_other', 'group_type'):
             self.assertIn('name="%s"' % name, arch)
         for field in ('ksef_number', 'seller_name', 'seller_nip', 'amount_gross', 'issue_date', 'download_day'):
             self.assertIn('name="%s"' % field, arch)
@@ -290,6 +296,9 @@ class TestReceive(KsefReceiveCommon, CronMixinCase):
         self.assertEqual(self.Inbox.search([('issue_date', '<=', '2026-02-15'), ('id', 'in', records.ids)]), issued)
         self.assertEqual(self.Inbox.search([('download_day', '>=', fields.Date.today() - datetime.timedelta(days=1)),
                                             ('id', 'in', records.ids)]), records)
+        zal = self.Inbox.search([('invoice_type', '=', 'ZAL'), ('id', 'in', records.ids)])
+        self.assertEqual(zal, records.filtered(lambda r: r.invoice_type == 'ZAL'))
+        self.assertTrue(zal)
         groups = self.Inbox.read_group([('id', 'in', records.ids)], ['seller_name'], ['issue_date:month'])
         self.assertGreater(len(groups), 1)
 
