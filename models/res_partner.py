@@ -267,5 +267,7 @@ class ResPartner(models.Model):
                               nip=result.nip, request=result.request_id or "-")
         return self.env._(
             "%(name)s: %(status)s, %(count)s registered bank account(s) (request ID %(request)s).",
-            name=result.subject.name, status=dict(VAT_STATUSES).get(result.subject.status_key),
+            name=result.subject.name,
+            status=dict(self._fields['ksef_vat_status']._description_selection(self.env)).get(
+                result.subject.status_key, result.subject.status_key),
             count=len(result.subject.account_numbers), request=result.request_id or "-")

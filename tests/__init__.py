@@ -10,3 +10,4 @@ from . import test_cron
 from . import test_receive
 from . import test_purchase_import
 from . import test_reliability
+from . import test_i18n
