@@ -11,3 +11,4 @@ from . import test_receive
 from . import test_purchase_import
 from . import test_reliability
 from . import test_i18n
+from . import test_e2e_browser
