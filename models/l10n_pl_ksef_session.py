@@ -622,8 +622,10 @@ class L10nPlKsefSession(models.Model):
             status = handle.status()
             code = (status.get('status') or {}).get('code')
             age = (now - (record.create_date or now)).total_seconds()
-            if code == 100 and record.state == 'open' and age > max(grace, 600):
-                # never uploaded/closed (crash or failure): KSeF will not process it
+            if code == 100 and (record.state == 'abandoned' or (record.state == 'open' and age > max(grace, 600))):
+                # never uploaded/closed (crash or failure): KSeF will not process it. Already 'abandoned':
+                # an abandonment interrupted (worker killed, invoice locked) before every invoice was queued
+                # again — finish it, or these invoices would stay 'sending' forever
                 self._ksef_abandon(record, group, self.env._("The batch session was not completed; the invoice is "
                                                              "queued again."))
                 return

@@ -5,10 +5,14 @@ exactly once in KSeF with its KSeF number and UPO in Odoo — or waits in the qu
 when KSeF refused the request before processing it. The random, multi-process version with worker
 kills is ``test_reliability_chaos.py``.
 """
+from unittest.mock import patch
+
 from odoo.exceptions import RedirectWarning
 from odoo.tests import tagged
 
+from odoo.addons.l10n_pl_ksef.ksef.client import BatchSession
 from odoo.addons.l10n_pl_ksef.tests.ksef_send_common import KsefSendCommon
+from odoo.addons.l10n_pl_ksef.tests.test_cron import _Crash, crash
 
 SEND_PATH = r'/sessions/online/[^/]+/invoices$'
 
@@ -79,3 +83,42 @@ class TestKsefReliability(KsefSendCommon):
         self.ksef_run_status(queued | sent)
         self.assertExactlyOnce(queued)
         self.assertExactlyOnce(sent)
+
+    def test_interrupted_batch_abandonment_is_finished_by_the_next_run(self):
+        """Found by the chaos run: the status job abandons a batch session KSeF never received (commits the
+        session as 'abandoned'), then queues its invoices again one by one. A worker killed in between
+        left the rest 'sending' in an abandoned session, which no run looked at again: stuck for good."""
+        self.ksef_company.ksef_batch_threshold = 1
+        invoices = self.ksef_invoice() | self.ksef_invoice() | self.ksef_invoice()
+        invoices.with_context(ksef_no_send_now=True)._ksef_enqueue()
+
+        def die(*args, **kwargs):
+            raise _Crash()
+        with patch.object(BatchSession, 'upload', die):
+            crash(self.ksef_run_send)
+        session = invoices.ksef_session_id
+        self.assertEqual((session.kind, session.state), ('batch', 'open'))
+        self.env.cr.execute("UPDATE l10n_pl_ksef_session SET create_date = now() - interval '1 hour' WHERE id = %s",
+                            [session.id])
+        session.invalidate_recordset()
+        # the status job abandons it and dies after queueing the first invoice again
+        Session = type(self.env['l10n_pl_ksef.session'])
+        real_requeue = Session._ksef_requeue
+        requeued = []
+
+        def requeue_then_die(self_, move, *args, **kwargs):
+            if requeued:
+                raise _Crash()
+            requeued.append(move.id)
+            return real_requeue(self_, move, *args, **kwargs)
+        with patch.object(Session, '_ksef_requeue', requeue_then_die):
+            crash(self.env['account.move']._cron_ksef_update_status)
+        self.assertEqual(session.state, 'abandoned')
+        self.assertEqual(sorted(invoices.mapped('ksef_state')), ['sending', 'sending', 'to_send'])
+        # the next run finishes the abandonment, and everything goes through once
+        self.env['account.move']._cron_ksef_update_status()
+        self.assertEqual(set(invoices.mapped('ksef_state')), {'to_send'})
+        self.ksef_run_send()
+        self.ksef_run_status(invoices)
+        for invoice in invoices:
+            self.assertExactlyOnce(invoice)
