@@ -7,7 +7,14 @@ class AccountMoveSend(models.AbstractModel):
 
     @api.model
     def _ksef_is_applicable(self, move):
-        return bool(move.ksef_can_send) and self.env.user.has_group('l10n_pl_ksef.group_ksef_sender')
+        return bool(move.ksef_can_send) and self._ksef_may_send((move.sending_data or {}).get('author_user_id'))
+
+    @api.model
+    def _ksef_may_send(self, author_user_id=None):
+        """Whether the user who sends is a KSeF sender: the wizard's user, or the author of the batch the
+        sending cron processes as superuser (so the cron never sends on behalf of a user who may not)."""
+        user = self.env['res.users'].sudo().browse(author_user_id) if author_user_id else self.env.user
+        return user.has_group('l10n_pl_ksef.group_ksef_sender')
 
     def _get_all_extra_edis(self) -> dict:
         # EXTENDS 'account'
@@ -78,6 +85,13 @@ class AccountMoveSend(models.AbstractModel):
         super()._hook_invoice_document_before_pdf_report_render(invoice, invoice_data)
         if 'ksef' not in invoice_data['extra_edis'] or not invoice.ksef_can_send:
             return
+        if not self._ksef_may_send(invoice_data.get('author_user_id')):
+            # the KSeF checkbox is only offered to senders; a forced one (RPC) is refused
+            invoice_data['error'] = {
+                'error_title': self.env._("The invoice cannot be sent to KSeF:"),
+                'errors': [self.env._("You are not allowed to send invoices to KSeF (\"KSeF: send documents\").")],
+            }
+            return
         errors = invoice._ksef_check_sendable().get(invoice, [])
         if not errors:
             errors = invoice._ksef_check_fa3()[0]
@@ -92,7 +106,8 @@ class AccountMoveSend(models.AbstractModel):
         super()._call_web_service_before_invoice_pdf_render(invoices_data)
         to_send = self.env['account.move']
         for move, move_data in invoices_data.items():
-            if 'ksef' in move_data['extra_edis'] and move.ksef_can_send:
+            if 'ksef' in move_data['extra_edis'] and move.ksef_can_send \
+                    and self._ksef_may_send(move_data.get('author_user_id')):
                 to_send |= move
         if not to_send:
             return

@@ -93,6 +93,7 @@ class ResCompany(models.Model):
         string="KSeF Token",
         groups='l10n_pl_ksef.group_ksef_manager',
         copy=False,
+        exportable=False,
         help="KSeF token used to log in (secret, write-only in the settings).",
     )
     ksef_token_set = fields.Boolean(
@@ -243,6 +244,11 @@ class ResCompany(models.Model):
 
     def write(self, vals):
         # EXTENDS 'base'
+        if not self.env.su and any(fname.startswith('ksef_') for fname in vals) \
+                and not self.env.user.has_group('l10n_pl_ksef.group_ksef_manager'):
+            # "Access Rights" administrators may edit companies, but not point KSeF (and its token) elsewhere
+            raise AccessError(self.env._("Only users with the \"KSeF: manage settings\" permission can change the "
+                                         "KSeF settings of a company."))
         if 'ksef_token' in vals and isinstance(vals['ksef_token'], str):
             # a KSeF token never contains whitespace: drop what copying from a PDF or e-mail adds
             vals['ksef_token'] = re.sub(r'\s+', '', vals['ksef_token']) or False
@@ -350,6 +356,9 @@ class ResCompany(models.Model):
         if not self.env.su and not self.env.user.has_group('l10n_pl_ksef.group_ksef_manager'):
             raise AccessError(self.env._("Only users with the \"KSeF: manage settings\" permission can authorize "
                                          "the company in KSeF."))
+        if not self.env.su:
+            # a KSeF manager of one company never acts on another one (the work below runs with sudo)
+            self.check_access('read')
 
     def _ksef_systray_values(self):
         self.ensure_one()
