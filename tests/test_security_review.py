@@ -591,14 +591,21 @@ def capture_all_logs():
 @tagged('post_install_l10n', 'post_install', '-at_install')
 class TestKsefSecretsNeverLeak(KsefSecurityCommon):
 
+    def _stored_tokens(self):
+        """The KSeF access and refresh tokens (bearer JWTs) stored right now."""
+        tokens = set()
+        self.env['l10n_pl_ksef.auth_token'].invalidate_model()
+        for row in self.env['l10n_pl_ksef.auth_token'].sudo().search([]):
+            for part in (row.tokens or {}).values():
+                if isinstance(part, dict) and part.get('token'):
+                    tokens.add(part['token'])
+        return tokens
+
     def _secrets(self, *extra):
         """Every secret known right now: token(s), stored access/refresh tokens, session AES keys."""
         secrets = {s for s in extra if s}
         secrets.add(self.ksef_token)
-        for row in self.env['l10n_pl_ksef.auth_token'].sudo().search([]):
-            for part in (row.tokens or {}).values():
-                if isinstance(part, dict) and part.get('token'):
-                    secrets.add(part['token'])
+        secrets |= self._stored_tokens()
         for session in self.env['l10n_pl_ksef.session'].sudo().search([]):
             secrets.update(s for s in (session.key_b64, session.iv_b64) if s)
         return secrets
@@ -645,6 +652,8 @@ class TestKsefSecretsNeverLeak(KsefSecurityCommon):
             self.assertTrue(self.ksef_company.action_ksef_authorize())
             move = self.accepted_invoice()
             move.action_ksef_refresh()
+            bearer_tokens = self._stored_tokens()
+            self.assertGreaterEqual(len(bearer_tokens), 2, "access and refresh tokens are stored")
             # 2. the settings administrator uploads a certificate with a password-protected key and logs in
             settings = self.env['res.config.settings'].with_user(self.user_admin).create({
                 'ksef_auth_cert_file': base64.b64encode(cert_pem),
@@ -656,6 +665,7 @@ class TestKsefSecretsNeverLeak(KsefSecurityCommon):
             self.assertTrue(self.ksef_company.sudo().ksef_auth_certificate_id)
             self.assertTrue(self.ksef_company.with_user(self.user_admin).action_ksef_authorize(),
                             self.ksef_company.ksef_auth_message)
+            bearer_tokens |= self._stored_tokens()
             # 3. a wrong key password
             with self.assertRaises(UserError) as cm:
                 self.env['res.config.settings'].with_user(self.user_admin).create({
@@ -694,8 +704,8 @@ class TestKsefSecretsNeverLeak(KsefSecurityCommon):
                 exports.append(repr(Settings.create({}).export_data(names)))
                 exports.append(repr(Settings.create({}).read(names)))
         self.assertIn(self.ksef_nip, "\n".join(logs + errors + exports + self._ksef_texts()) or self.ksef_nip)
-        secrets = self._secrets(password, wrong_token)
-        self.assertGreaterEqual(len(secrets), 4, "token, wrong token, password and session tokens")
+        secrets = self._secrets(password, wrong_token, *bearer_tokens)
+        self.assertGreaterEqual(len(secrets), 7, "token, wrong token, password, 2 x access/refresh, session key")
         every = {
             'logs': logs, 'errors': errors, 'chatter': self._chatter_texts(), 'exports': exports,
             'KSeF messages': self._ksef_texts(),
