@@ -3,6 +3,8 @@ import logging
 import re
 import time
 
+import psycopg2
+
 from odoo import api, fields, models
 from odoo.exceptions import RedirectWarning, UserError
 
@@ -335,8 +337,9 @@ class L10nPlKsefSession(models.Model):
                 while outcome == 'session_gone' and len(gone) < 5:
                     # KSeF does not take invoices in that session any more (full, expired, closed): use another
                     gone |= record
-                    record.sudo().write({'state': 'closed', 'date_closed': fields.Datetime.now()})
-                    Move._ksef_commit()
+                    if record._ksef_lock_session(('open',)):
+                        record.sudo().write({'state': 'closed', 'date_closed': fields.Datetime.now()})
+                        Move._ksef_commit()
                     try:
                         record, session = self._ksef_online_session(company, client, exclude=gone)
                     except (KsefError, UserError) as exc:
@@ -674,10 +677,29 @@ class L10nPlKsefSession(models.Model):
             self._ksef_apply_result(move, result, client)
             Move._ksef_commit()
 
+    def _ksef_lock_session(self, states):
+        """Lock this session for the current transaction if it is (still) in one of ``states``, like
+        ``account.move._ksef_lock``: ``False`` when another worker holds or just changed it — never waits,
+        never lets a serialization failure escape a job."""
+        self.ensure_one()
+        try:
+            with self.env.cr.savepoint():
+                self.env.cr.execute("SELECT id FROM l10n_pl_ksef_session WHERE id = %s AND state IN %s "
+                                    "FOR UPDATE SKIP LOCKED", [self.id, tuple(states)])
+                row = self.env.cr.fetchone()
+        except (psycopg2.errors.SerializationFailure, psycopg2.errors.LockNotAvailable):
+            return False
+        self.invalidate_recordset()
+        return bool(row)
+
     @api.model
     def _ksef_abandon(self, record, moves, message):
-        record.sudo().write({'state': 'abandoned', 'date_closed': fields.Datetime.now()})
-        self.env['account.move']._ksef_commit()
+        if record.state != 'abandoned':
+            if not record._ksef_lock_session(('open', 'closed')):
+                # another worker is closing or abandoning it right now: the next status run decides
+                return
+            record.sudo().write({'state': 'abandoned', 'date_closed': fields.Datetime.now()})
+            self.env['account.move']._ksef_commit()
         for move in moves:
             move = move.with_prefetch()
             if move._ksef_lock(('sending',)):
@@ -884,6 +906,8 @@ class L10nPlKsefSession(models.Model):
                 clients[company] = self._ksef_client(company)
             client = clients[company]
             if client is None:
+                continue
+            if not record._ksef_lock_session(('open',)):
                 continue
             # a session of another context/environment (settings changed) is unknown there: just forget it
             if client.scope == record.scope and not (record.valid_until and record.valid_until <= now):

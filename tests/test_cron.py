@@ -314,6 +314,42 @@ class TestKsefConcurrency(BaseCase):
             self.assertEqual(state, 'accepted')
             self.assertEqual(by_hash.get(xml_hash), [number])
 
+    def test_session_changed_by_another_worker_is_skipped_not_a_failed_job(self):
+        """Found by the chaos run: two status jobs closing (or abandoning) the same session at once — the
+        second one's write failed at commit with a serialization failure that escaped the job (five
+        failed runs deactivate a cron). The session row is now locked first; a session another worker
+        holds or just changed is left to it."""
+        company_id, _nip, _move_ids = self.setup_queue()
+        with self.registry.cursor() as cr:
+            env, _company = self.env_for(cr)
+            record = env['l10n_pl_ksef.session'].sudo().create({
+                'name': "20260101-SO-0000000000-0000000000-00", 'company_id': company_id, 'kind': 'online'})
+            cr.execute("UPDATE l10n_pl_ksef_session SET create_date = now() - interval '1 day' WHERE id = %s",
+                       [record.id])
+            cr.commit()  # pylint: disable=invalid-commit
+        with self.registry.cursor() as late_cr:
+            env, _company = self.env_for(late_cr)
+            env.cr.execute("SELECT 1")  # this job's snapshot: the session is open
+            with self.registry.cursor() as other_cr:
+                # meanwhile another worker closes it and commits
+                other_cr.execute("UPDATE l10n_pl_ksef_session SET state = 'closed' WHERE id = %s", [record.id])
+                other_cr.commit()  # pylint: disable=invalid-commit
+            env['l10n_pl_ksef.session']._ksef_close_idle_sessions()
+            late_cr.rollback()
+            held = env['l10n_pl_ksef.session'].sudo().browse(record.id)
+            held.state = 'open'
+            late_cr.commit()  # pylint: disable=invalid-commit
+            # the same with the row held by a worker that has not committed yet
+            with self.registry.cursor() as holder_cr:
+                holder_cr.execute("SELECT id FROM l10n_pl_ksef_session WHERE id = %s FOR UPDATE", [record.id])
+                env['l10n_pl_ksef.session']._ksef_close_idle_sessions()
+                late_cr.commit()  # pylint: disable=invalid-commit
+                holder_cr.rollback()
+            held.invalidate_recordset()
+            self.assertEqual(held.state, 'open', "left to the worker holding it")
+            held.state = 'closed'
+            late_cr.commit()  # pylint: disable=invalid-commit
+
     def test_manual_click_skips_an_invoice_a_worker_holds(self):
         _company_id, nip, move_ids = self.setup_queue()
         with self.registry.cursor() as worker_cr:
