@@ -258,7 +258,7 @@ class L10nPlKsefInboxSync(models.Model):
     @api.model
     def _ksef_configured_companies(self):
         """Polish companies with a KSeF context and a login credential (token or certificate)."""
-        companies = self.env['res.company'].sudo().search([('country_id.code', '=', 'PL')])
+        companies = self.env['res.company'].sudo().search([('partner_id.country_id.code', '=', 'PL')])
 
         def configured(company):
             if company.country_code != 'PL' or not company.ksef_context_nip:
