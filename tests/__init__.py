@@ -11,5 +11,7 @@ from . import test_cron
 from . import test_receive
 from . import test_purchase_import
 from . import test_reliability
+from . import test_reliability_chaos
+from . import test_fuzz_fa3_build
 from . import test_i18n
 from . import test_e2e_browser
