@@ -80,7 +80,6 @@ BUCKET_DEFAULT_CODE = {
     '1': '23', '2': '8', '3': '5', '4': '4', '6_1': '0 KR', '6_2': '0 WDT', '6_3': '0 EX', '7': 'zw', '8': 'np I',
     '9': 'np II', '10': 'oo',
 }
-FORMS_OF_PAYMENT = {1: "cash", 2: "card", 3: "voucher", 4: "cheque", 5: "credit", 6: "bank transfer", 7: "mobile"}
 
 
 def _decimals(value):
@@ -645,9 +644,13 @@ class L10nPlKsefInbox(models.Model):
         platnosc = fa.platnosc
         payment = None
         if platnosc:
+            forms_of_payment = {  # FormaPlatnosci codes
+                1: self.env._("cash"), 2: self.env._("card"), 3: self.env._("voucher"), 4: self.env._("cheque"),
+                5: self.env._("credit"), 6: self.env._("bank transfer"), 7: self.env._("mobile payment"),
+            }
             payment = {
                 'paid': bool(platnosc.zaplacono), 'paid_date': day(platnosc.data_zaplaty),
-                'form': FORMS_OF_PAYMENT.get(platnosc.forma_platnosci) or platnosc.opis_platnosci or '',
+                'form': forms_of_payment.get(platnosc.forma_platnosci) or platnosc.opis_platnosci or '',
                 'terms': [term for term in map(term_text, platnosc.termin_platnosci) if term],
                 'accounts': [{'number': r.nr_rb, 'swift': r.swift or '', 'bank': r.nazwa_banku or '',
                               'description': r.opis_rachunku or ''} for r in platnosc.rachunek_bankowy],

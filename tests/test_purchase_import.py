@@ -312,6 +312,20 @@ class TestPurchaseImport(KsefReceiveCommon):
         with self.assertRaises(UserError):
             wizard.action_next()
 
+    def test_wizard_title_and_payment_form_in_the_user_language(self):
+        self.env['res.lang']._activate_lang('pl_PL')
+        step = self.env['ir.model.fields.selection'].search([
+            ('field_id.model', '=', 'l10n_pl_ksef.purchase_import'), ('field_id.name', '=', 'step'),
+            ('value', '=', 'checks')])
+        step.with_context(lang='pl_PL').name = "Weryfikacja"
+        self.env.registry.clear_cache()
+        wizard = self.wizard(self.number_c)
+        self.assertIn("Checks", wizard._reopen()['name'])
+        self.assertIn("Weryfikacja", wizard.with_context(lang='pl_PL')._reopen()['name'])
+        # FormaPlatnosci 6 of the example invoice, in words (translatable), not a code
+        values = self.inbox(ksef_number=self.number_c)._ksef_display_values()
+        self.assertEqual(values['payment']['form'], "bank transfer")
+
     def test_not_the_buyer_and_unsupported_are_blocking(self):
         invoice = fa3.example_invoice(seller_nip=random_nip(), buyer_nip=random_nip(), number="FA/X/1")
         number = ksef_numbers.generate_ksef_number(invoice.podmiot1.dane_identyfikacyjne.nip, datetime.date.today())

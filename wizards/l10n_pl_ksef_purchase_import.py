@@ -132,7 +132,7 @@ class L10nPlKsefPurchaseImport(models.TransientModel):
 
     def _reopen(self):
         self.ensure_one()
-        titles = dict(STEPS)
+        titles = dict(self._fields['step']._description_selection(self.env))  # translated step names
         return {
             'type': 'ir.actions.act_window',
             'name': self.env._("Import KSeF invoice: %s", titles[self.step]),
