@@ -1480,23 +1480,38 @@ class AccountMove(models.Model):
     # -------------------------------------------------------------------------
 
     @api.model
+    def _ksef_job_env(self):
+        """Environment of the scheduled KSeF jobs: the messages they store (KSeF status texts, chatter,
+        validation problems) are written in Polish when Polish is installed, not in the language of
+        OdooBot (English), since the readers are Polish accountants."""
+        lang = self.env.context.get('ksef_job_lang')
+        if not lang:
+            installed = dict(self.env['res.lang'].get_installed())
+            lang = 'pl_PL' if 'pl_PL' in installed else (self.env.context.get('lang') or self.env.user.lang)
+        return self.with_context(lang=lang, ksef_job_lang=lang)
+
+    @api.model
     def _cron_ksef_send(self):
         """Send the queue (online session per company, batch above the company's threshold)."""
-        self.env['l10n_pl_ksef.session']._ksef_cron_send()
+        self._ksef_job_env().env['l10n_pl_ksef.session']._ksef_cron_send()
 
     @api.model
     def _cron_ksef_update_status(self):
         """Follow statuses of sent invoices, fetch UPOs, close idle sessions."""
-        self.env['l10n_pl_ksef.session']._ksef_cron_update_status()
+        self._ksef_job_env().env['l10n_pl_ksef.session']._ksef_cron_update_status()
 
     @api.model
     def _cron_ksef_send_offline(self):
         """Send offline invoices as soon as the status service says KSeF is available."""
-        self.env['l10n_pl_ksef.session']._ksef_cron_send(offline=True)
+        self._ksef_job_env().env['l10n_pl_ksef.session']._ksef_cron_send(offline=True)
 
     @api.model
     def _cron_ksef_offline_deadlines(self):
         """Warn the responsible user (activity) before an offline invoice's deadline and when it passed."""
+        self._ksef_job_env()._ksef_warn_offline_deadlines()
+
+    @api.model
+    def _ksef_warn_offline_deadlines(self):
         now = fields.Datetime.now()
         moves = self.search([('ksef_state', '=', 'offline'), ('ksef_offline_deadline', '!=', False),
                              ('ksef_offline_mode', '!=', 'total_failure')])

@@ -281,7 +281,7 @@ class L10nPlKsefInboxSync(models.Model):
     @api.model
     def _cron_ksef_receive(self, force=False):
         """Download new purchase invoices of every configured company (errors are recorded, never raised)."""
-        syncs = self.sudo()
+        syncs = self.with_env(self.env["account.move"]._ksef_job_env().env).sudo()
         syncs._ksef_for_companies(syncs._ksef_configured_companies())
         now = fields.Datetime.now()
         for sync in syncs.search([('active', '=', True)]):

@@ -161,6 +161,18 @@ class TestKsefOffline(KsefSendCommon):
         self.assertIn("deadline passed", invoice.activity_ids.sorted('id')[-1].summary)
         self.assertEqual(invoice.ksef_banner_level, 'danger')
 
+    def test_jobs_write_their_messages_in_polish_when_installed(self):
+        """The jobs run as OdooBot (English): what they store for Polish accountants is in Polish."""
+        self.env['res.lang']._activate_lang('pl_PL')
+        self.env['ir.module.module']._load_module_terms(['l10n_pl_ksef'], ['pl_PL'], overwrite=True)
+        invoice = self.ksef_invoice()
+        self.issue_offline(invoice)
+        self.ksef_company.ksef_offline_responsible_id = self.env.user
+        invoice.with_context(ksef_skip_guard=True).ksef_offline_deadline = (
+            fields.Datetime.now() + datetime.timedelta(hours=3))
+        self.env['account.move'].with_context(lang='en_US')._cron_ksef_offline_deadlines()
+        self.assertIn("Zbliża się termin KSeF", invoice.activity_ids.summary)
+
     def test_rejected_offline_invoice_is_resent_as_technical_correction(self):
         invoice = self.ksef_invoice()
         self.issue_offline(invoice)
