@@ -767,6 +767,7 @@ class L10nPlKsefSession(models.Model):
             return
         if same:
             original = client.session(original_session).find_invoice_by_hash(move.ksef_xml_hash)
+            self._ksef_use_original_session(move, original_session)
             self._ksef_accept(move, original, client, message, details, ksef_number=number)
             return
         # different bytes (e.g. rebuilt after a lost answer): compare with the copy KSeF holds
@@ -796,8 +797,22 @@ class L10nPlKsefSession(models.Model):
         else:
             level = 'warning'
             message = self.env._("%s Odoo could not download the copy held by KSeF to compare it.", message)
+        if original_session:
+            self._ksef_use_original_session(move, original_session)
         fake = _Result(reference_number=move.ksef_reference, status_code=200, ksef_number=number)
         self._ksef_accept(move, fake, client, message, details, ksef_number=number, level=level)
+
+    @api.model
+    def _ksef_use_original_session(self, move, original_session):
+        """A duplicate accepted under the original KSeF number: its UPO is issued in the session where KSeF
+        holds the invoice, not in the session of the refused copy (the UPO would never be found there)."""
+        if original_session == move.ksef_session_reference:
+            return
+        record = self.sudo().search([('name', '=', original_session), ('company_id', '=', move.company_id.id)],
+                                    limit=1)
+        # the reference of the refused copy means nothing in the original session: the UPO is asked by KSeF number
+        move._ksef_write({'ksef_session_reference': original_session, 'ksef_session_id': record.id or False,
+                          'ksef_reference': False})
 
     @api.model
     def _ksef_same_invoice(self, move, held):

@@ -122,3 +122,26 @@ class TestKsefReliability(KsefSendCommon):
         self.ksef_run_status(invoices)
         for invoice in invoices:
             self.assertExactlyOnce(invoice)
+
+    def test_duplicate_gets_its_upo_from_the_session_where_ksef_holds_it(self):
+        """Found by the chaos run: an invoice sent again after a lost answer is refused as a duplicate (440)
+        and accepted under the original KSeF number — but Odoo kept the session of the refused copy and
+        asked for the UPO there, where it never appears: accepted without UPO for good."""
+        invoice = self.ksef_send(self.ksef_invoice())
+        self.assertExactlyOnce(invoice)
+        number, first_session = invoice.ksef_number, invoice.ksef_session_reference
+        # Odoo lost the answer: the same file is queued again and goes out in another session
+        invoice.ksef_session_id.sudo().state = 'closed'
+        invoice.with_context(ksef_skip_guard=True).write({
+            'ksef_state': 'to_send', 'ksef_number': False, 'ksef_reference': False, 'ksef_session_id': False,
+            'ksef_session_reference': False, 'ksef_upo_file': False})
+        # pre-signed UPO links refused: the UPO is asked through the API, by session
+        self.ksef_sandbox.set_faults(type='error', status=404, path=r'^/storage/upo', method='GET')
+        self.ksef_run_send()
+        self.assertNotEqual(invoice.ksef_session_reference, first_session)
+        self.ksef_run_status(invoice)
+        self.env['account.move']._cron_ksef_update_status()
+        self.assertEqual(invoice.ksef_number, number)
+        self.assertExactlyOnce(invoice)
+        self.assertIn(number.encode(), invoice.ksef_upo_id.raw)
+        self.assertEqual(invoice.ksef_session_reference, first_session)
