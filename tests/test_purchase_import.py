@@ -6,8 +6,8 @@ import time
 from decimal import Decimal
 
 from odoo import Command, fields
-from odoo.exceptions import UserError
-from odoo.tests import tagged
+from odoo.exceptions import AccessError, UserError
+from odoo.tests import new_test_user, tagged
 
 from odoo.addons.l10n_pl_ksef.ksef import fa3
 from odoo.addons.l10n_pl_ksef.ksef import numbers as ksef_numbers
@@ -178,6 +178,21 @@ class TestPurchaseImport(KsefReceiveCommon):
         # both ways: from the bill back to the inbox record
         back = self.env['l10n_pl_ksef.inbox']._ksef_action_open_for_moves(move)
         self.assertEqual(back['res_id'], record.id)
+
+    def test_without_contact_creation_right_a_clear_message(self):
+        user = new_test_user(self.env, login='ksef_import_no_contacts', groups='account.group_account_manager',
+                             company_id=self.ksef_company.id, company_ids=[self.ksef_company.id])
+        self.assertFalse(user.has_group('base.group_partner_manager'))
+        record = self.inbox(ksef_number=self.number_a).with_user(user)
+        wizard = self.env['l10n_pl_ksef.purchase_import'].with_user(user).browse(
+            record.action_ksef_import()['res_id'])
+        wizard.action_next()
+        self.assertEqual(wizard.step, 'vendor')
+        with self.assertRaises(UserError) as caught:
+            wizard.action_create_vendor()
+        self.assertNotIsInstance(caught.exception, AccessError, "a clear message, not Odoo's access error")
+        self.assertIn("choose an existing one", str(caught.exception))
+        self.assertFalse(self.env['res.partner'].search([('vat', '=', 'PL%s' % self.nip_a)]))
 
     def test_existing_vendor_bank_step_with_white_list_check_and_foreign_currency(self):
         wizard = self.wizard(self.number_b)

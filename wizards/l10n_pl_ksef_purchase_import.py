@@ -196,6 +196,7 @@ class L10nPlKsefPurchaseImport(models.TransientModel):
         self.ensure_one()
         if not self.vendor_name:
             raise UserError(self.env._("The vendor needs a name."))
+        self._ksef_check_may_create('res.partner')
         Partner = self.env['res.partner']
         vals = {
             'name': self.vendor_name, 'vat': self.vendor_vat or False, 'is_company': True,
@@ -219,6 +220,14 @@ class L10nPlKsefPurchaseImport(models.TransientModel):
         partner.message_post(body=self.env._("Created from KSeF invoice %s.", self.inbox_id.ksef_number))
         self.partner_id = partner
         return self.action_next()
+
+    def _ksef_check_may_create(self, model):
+        """A clear message instead of Odoo's access error when the user may not create vendors/accounts."""
+        if not self.env[model].has_access('create'):
+            what = (self.env._("vendors") if model == 'res.partner' else self.env._("vendor bank accounts"))
+            raise UserError(self.env._(
+                "You are not allowed to create %(what)s (Odoo's \"Contact Creation\" permission). Ask an "
+                "administrator to create it or to give you that permission, or choose an existing one.", what=what))
 
     def action_use_vendor(self):
         """Use the chosen existing partner (its missing tax number is completed from the invoice)."""
@@ -261,6 +270,7 @@ class L10nPlKsefPurchaseImport(models.TransientModel):
     def action_add_bank(self):
         """Add the invoice's account to the vendor (with the white-list answer, if checked)."""
         self.ensure_one()
+        self._ksef_check_may_create('res.partner.bank')
         partner = self.partner_id.commercial_partner_id
         number = self.bank_acc_number
         nrb = ksef_whitelist.normalize_account(number)
