@@ -887,7 +887,7 @@ class L10nPlKsefSession(models.Model):
                     results = {}
             for move in group:
                 move = move.with_prefetch()
-                if not move._ksef_lock(ACCEPTED_STATES):
+                if not move._ksef_lock(ACCEPTED_STATES) or move.ksef_upo_file:
                     continue
                 upo = self._ksef_fetch_upo(move, client, results.get(move.ksef_number), quiet=True)
                 if upo:
@@ -897,7 +897,13 @@ class L10nPlKsefSession(models.Model):
                     row = move.ksef_transmission_ids.filtered(lambda r: r.state in ACCEPTED_STATES)[:1]
                     if row:
                         row.sudo().attachment_id = upo
-                Move._ksef_commit()
+                try:
+                    Move._ksef_commit()
+                except psycopg2.errors.SerializationFailure:
+                    # another job stored this UPO while the session list was read (this transaction's
+                    # snapshot is older than its commit): its work stands, this copy is dropped
+                    self.env.cr.rollback()
+                    _logger.info("UPO of invoice %s stored by another job meanwhile", move.id)
 
     # -------------------------------------------------------------------------
     # HOUSEKEEPING

@@ -350,6 +350,38 @@ class TestKsefConcurrency(BaseCase):
             held.state = 'closed'
             late_cr.commit()  # pylint: disable=invalid-commit
 
+    def test_upo_stored_by_another_job_meanwhile_is_not_a_failed_job(self):
+        """Found by the chaos run: two status jobs fetching the UPO of the same invoice; the one whose
+        transaction began before the other's commit failed at its own commit (serialization failure
+        escaping the job). Its copy is now dropped and the job goes on."""
+        _company_id, _nip, move_ids = self.setup_queue()
+        self.run_workers(1, lambda env: env['l10n_pl_ksef.session']._ksef_cron_send())
+        self.follow(move_ids)
+        move_id = move_ids[0]
+        with self.registry.cursor() as cr:
+            env, _company = self.env_for(cr)
+            move = env['account.move'].browse(move_id)
+            self.assertEqual(move.ksef_state, 'accepted')
+            move.ksef_transmission_ids.sudo().write({'attachment_id': False})
+            move.with_context(ksef_skip_guard=True).ksef_upo_file = False
+            cr.commit()  # pylint: disable=invalid-commit
+        with self.registry.cursor() as late_cr:
+            env, _company = self.env_for(late_cr)
+            late = env['account.move'].browse(move_id)
+            self.assertFalse(late.ksef_upo_file)  # this job's snapshot: no UPO yet
+            with self.registry.cursor() as other_cr:
+                other_env, _company = self.env_for(other_cr)
+                other = other_env['account.move'].browse(move_id)
+                other_env['l10n_pl_ksef.session']._ksef_fetch_upos(other)
+                self.assertTrue(other.ksef_upo_file)
+            env['l10n_pl_ksef.session']._ksef_fetch_upos(late)
+        with self.registry.cursor() as cr:
+            env, _company = self.env_for(cr)
+            move = env['account.move'].browse(move_id)
+            self.assertEqual(move.ksef_state, 'accepted')
+            self.assertTrue(move.ksef_upo_file)
+            self.assertEqual(len(move.message_ids.filtered(lambda m: 'UPO (official' in (m.body or ''))), 1)
+
     def test_manual_click_skips_an_invoice_a_worker_holds(self):
         _company_id, nip, move_ids = self.setup_queue()
         with self.registry.cursor() as worker_cr:
