@@ -95,8 +95,12 @@ def _dec(value, digits=2):
     return Decimal(repr(float_round(value or 0.0, precision_digits=digits))).quantize(Decimal(1).scaleb(-digits))
 
 
+# characters XML 1.0 cannot carry (and C1 controls): invisible in Odoo, so dropped instead of reported
+_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
 def _clean(text, limit=None):
-    text = re.sub(r"\s+", " ", text or "").strip()
+    text = _INVISIBLE.sub("", re.sub(r"\s+", " ", text or "")).strip()
     return text[:limit] if limit else text
 
 

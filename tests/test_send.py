@@ -71,6 +71,18 @@ class TestKsefSend(KsefSendCommon, TestAccountMoveSendCommon):
         self.assertEqual(get('//fa:Platnosc/fa:TerminPlatnosci/fa:Termin'), [str(invoice.invoice_date_due)])
         self.assertEqual(get('//fa:RodzajFaktury'), ['VAT'])
 
+    def test_invisible_control_characters_are_dropped_not_reported(self):
+        self.ksef_buyer.name = "Nabywca\x02 Sp. z o.o.\x7f"
+        invoice = self.ksef_invoice(amounts=(100.0,), post=False)
+        invoice.invoice_line_ids.name = "Usługa\x0b serwisowa"
+        invoice.action_post()
+        xml, problems = invoice._ksef_generate_xml()
+        self.assertFalse(problems)
+        tree = etree.fromstring(xml)
+        self.assertEqual(tree.xpath('//fa:Podmiot2/fa:DaneIdentyfikacyjne/fa:Nazwa/text()', namespaces=FA3_NS),
+                         ["Nabywca Sp. z o.o."])
+        self.assertEqual(tree.xpath('//fa:FaWiersz/fa:P_7/text()', namespaces=FA3_NS), ["Usługa serwisowa"])
+
     def test_golden_xml(self):
         """One representative FA(3) export against a golden file (volatile values ignored)."""
         self.ksef_company.write({'vat': 'PL5260250274', 'company_registry': '0000012345', 'phone': '+48 22 123 45 67',
