@@ -7,6 +7,7 @@ import psycopg2
 
 from odoo import api, fields, models
 from odoo.exceptions import RedirectWarning, UserError
+from odoo.service.model import PG_CONCURRENCY_EXCEPTIONS_TO_RETRY
 
 from odoo.addons.l10n_pl_ksef.ksef import crypto as ksef_crypto
 from odoo.addons.l10n_pl_ksef.ksef import fa3
@@ -207,7 +208,18 @@ class L10nPlKsefSession(models.Model):
                 self._ksef_close_offline_events(company)
             moves = Move.with_company(company).search([*domain, ('company_id', '=', company.id)], order='id',
                                                       limit=MAX_INVOICES_PER_SESSION + 1)
-            result = self.with_company(company)._ksef_send_company(company, moves, started)
+            try:
+                result = self.with_company(company)._ksef_send_company(company, moves, started)
+            except PG_CONCURRENCY_EXCEPTIONS_TO_RETRY:
+                if not Move._ksef_can_commit():
+                    raise
+                # another job changed a row this one wrote (e.g. closed the session it was filling): what
+                # was committed stands, the rest of this transaction is dropped and its invoices are
+                # still queued (never sent twice: the send itself is resolved by its hash) — next run
+                self.env.cr.rollback()
+                _logger.info("KSeF sending of company %s met a concurrent change; the rest goes in the next run",
+                             company.id)
+                result = (0, len(moves))
             done += result[0]
             remaining += result[1]
         if remaining:

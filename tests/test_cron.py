@@ -12,6 +12,8 @@ import threading
 import time
 from unittest.mock import patch
 
+import psycopg2
+
 from odoo import SUPERUSER_ID, api, fields
 from odoo.modules.registry import Registry
 from odoo.tests import BaseCase, get_db_name, tagged
@@ -313,6 +315,33 @@ class TestKsefConcurrency(BaseCase):
         for state, number, xml_hash in result.values():
             self.assertEqual(state, 'accepted')
             self.assertEqual(by_hash.get(xml_hash), [number])
+
+    def test_concurrent_change_while_sending_is_not_a_failed_job(self):
+        """Seen once in the 1,000-invoice chaos run: the send job's commit failed with a serialization
+        failure (another job closed the session it was filling) and the exception escaped the job. Now the
+        job drops that transaction, keeps the invoices queued, and the next run sends them."""
+        _company_id, nip, move_ids = self.setup_queue()
+        Session = self.registry['l10n_pl_ksef.session']
+        original = Session._ksef_send_company
+        calls = []
+
+        def conflicting(session, company, moves, started):
+            calls.append(moves.ids)
+            if len(calls) == 1:
+                moves[:1]._ksef_write({'ksef_attempt_count': 7})  # uncommitted work, dropped with the conflict
+                raise psycopg2.errors.SerializationFailure("could not serialize access due to concurrent update")
+            return original(session, company, moves, started)
+        with patch.object(Session, '_ksef_send_company', conflicting), self.registry.cursor() as cr:
+            env, _company = self.env_for(cr)
+            env['l10n_pl_ksef.session']._ksef_cron_send()  # no exception escapes
+            moves = env['account.move'].browse(move_ids)
+            self.assertEqual(set(moves.mapped('ksef_state')), {'to_send'})
+            self.assertNotEqual(moves[0].ksef_attempt_count, 7)
+            cr.commit()  # pylint: disable=invalid-commit
+            env['l10n_pl_ksef.session']._ksef_cron_send()
+        result = self.follow(move_ids)
+        self.assertEqual({state for state, _number, _hash in result.values()}, {'accepted'})
+        self.assertEqual(len(self.sandbox.invoices(seller_nip=nip)), self.N)
 
     def test_session_changed_by_another_worker_is_skipped_not_a_failed_job(self):
         """Found by the chaos run: two status jobs closing (or abandoning) the same session at once — the
