@@ -75,6 +75,17 @@ def _address_space_for_chromium():
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
+class _ErrorRecords(logging.Handler):
+    """Server-side errors logged while the browser runs (to explain a failed request)."""
+
+    def __init__(self):
+        super().__init__(level=logging.ERROR)
+        self.texts = []
+
+    def emit(self, record):
+        self.texts.append(self.format(record)[:2000])
+
+
 def _skip_reason():
     if sync_playwright is None:
         return "the playwright Python package is not installed (pip install playwright; no browser download needed)"
@@ -264,19 +275,26 @@ class TestKsefE2eBrowser(KsefSendCommon, HttpCase):
         purchase = self.seed_purchase_invoice()
         self.env.flush_all()
 
+        server_errors = _ErrorRecords()
+        logging.getLogger('odoo').addHandler(server_errors)
+        self.addCleanup(logging.getLogger('odoo').removeHandler, server_errors)
+        # the whole flow, not only the start: the server threads answering the browser live in this
+        # process too, and under load (many threads, one malloc arena each) Odoo's address-space limit
+        # made one of them fail with a 500 once
         with _address_space_for_chromium():
             playwright = sync_playwright().start()
             self.addCleanup(playwright.stop)
             context = self.start_browser(playwright)
-        try:
-            self.flow(invoice, invoice_offline, *purchase)
-        except Exception:
-            with contextlib.suppress(Exception):     # the page may be gone; keep the original error
-                self.shot('failure')
-            raise
-        finally:
-            context.close()
-        self.assertFalse(self.js_errors, "JavaScript errors or failed requests in the web client")
+            try:
+                self.flow(invoice, invoice_offline, *purchase)
+            except Exception:
+                with contextlib.suppress(Exception):     # the page may be gone; keep the original error
+                    self.shot('failure')
+                raise
+            finally:
+                context.close()
+        self.assertFalse(self.js_errors, "JavaScript errors or failed requests in the web client; server errors: %s"
+                         % server_errors.texts)
         _logger.info("KSeF end-to-end browser test: %.1f s", time.monotonic() - started)
 
     def flow(self, invoice, invoice_offline, purchase_number, seller_nip, bank_account):
