@@ -27,8 +27,6 @@ import argparse
 import datetime
 import os
 import pathlib
-import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,36 +37,9 @@ import requests
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def addons_dir():
-    directory = ROOT / ".cache" / "addons"
-    directory.mkdir(parents=True, exist_ok=True)
-    link = directory / "l10n_pl_ksef"
-    if not link.exists():
-        link.symlink_to(ROOT)
-    return directory
-
-
-def random_nip():
-    import random
-
-    from ksef.numbers import nip_check_digit
-    while True:
-        first9 = "%d%08d" % (random.randint(1, 9), random.randint(0, 99999999))
-        digit = nip_check_digit(first9)
-        if first9[1:3] != "00" and digit is not None:
-            return first9 + str(digit)
-
-
-def rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+from odoo_send import create_db, drop_db, free_port, odoo_args, random_nip, rss_mb  # noqa: E402
 
 
 class Sandbox:
@@ -119,29 +90,6 @@ class Sandbox:
             self.proc.wait(timeout=30)
         if self.tmp:
             self.tmp.cleanup()
-
-
-def odoo_args(args, db):
-    return ["--addons-path=%s/odoo/addons,%s" % (args.odoo, addons_dir()), "--db_host=%s" % args.pg_host,
-            "--db_user=%s" % args.pg_user, "--db_password=%s" % args.pg_password, "-d", db,
-            "--data-dir=%s" % (ROOT / ".cache" / "bench-data"), "--log-level=warn", "--max-cron-threads=0"]
-
-
-def create_db(args, db):
-    print("installing l10n_pl_ksef into throwaway database %s ..." % db, flush=True)
-    started = time.monotonic()
-    subprocess.run([sys.executable, "%s/odoo-bin" % args.odoo, *odoo_args(args, db), "-i", "l10n_pl_ksef",
-                    "--without-demo=all", "--stop-after-init"], check=True, cwd=str(ROOT), stdout=subprocess.DEVNULL)
-    print("  installed in %.0f s" % (time.monotonic() - started), flush=True)
-
-
-def drop_db(db):
-    import odoo
-    from odoo.modules.registry import Registry
-
-    Registry.delete(db)
-    odoo.sql_db.close_db(db)
-    odoo.service.db.exp_drop(db)
 
 
 class Bench:
