@@ -29,7 +29,6 @@ import os
 import pathlib
 import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
 
@@ -39,34 +38,18 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from odoo_send import Sandbox as SendBenchSandbox  # noqa: E402
 from odoo_send import create_db, drop_db, free_port, odoo_args, random_nip, rss_mb  # noqa: E402
 
 
-class Sandbox:
-    """A sandbox subprocess with production rate limits (or an existing one at ``url``)."""
+class Sandbox(SendBenchSandbox):
+    """The bench sandbox (production rate limits, or an existing one at ``url``) with seeding."""
 
     def __init__(self, url=None):
-        self.proc = self.tmp = None
-        if url:
-            self.url = url.rstrip("/")
-            return
-        self.tmp = tempfile.TemporaryDirectory(prefix="ksef-odoo-receive-bench-")
-        port = free_port()
-        self.url = "http://127.0.0.1:%d" % port
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ksef", "sandbox", "--port", str(port), "--data-dir", self.tmp.name,
-             "--rate-limits", "production"], cwd=str(ROOT), env=dict(os.environ, PYTHONPATH=str(ROOT)),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            try:
-                requests.get(self.url + "/latarnia/status", timeout=1)
-                break
-            except requests.RequestException:
-                time.sleep(0.1)
-        else:
-            raise SystemExit("the sandbox did not start")
-        # seeded invoices are below the permanent-storage high-water mark at once
-        requests.post(self.url + "/_sandbox/config", json={"hwm_lag": 0.0}, timeout=30).raise_for_status()
+        super().__init__(url)
+        if self.proc:
+            # seeded invoices are below the permanent-storage high-water mark at once
+            requests.post(self.url + "/_sandbox/config", json={"hwm_lag": 0.0}, timeout=30).raise_for_status()
 
     def admin(self, method, path, **kw):
         resp = requests.request(method, self.url + "/_sandbox" + path, timeout=3600, **kw)
@@ -83,13 +66,6 @@ class Sandbox:
             numbers += self.admin("POST", "/seed", json={"buyerNip": nip, "count": min(2000, count - start),
                                                         "seed": start})["ksefNumbers"]
         return numbers
-
-    def close(self):
-        if self.proc:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
-        if self.tmp:
-            self.tmp.cleanup()
 
 
 class Bench:
